@@ -1,0 +1,82 @@
+"""The ``musicrep`` command: run a pipeline, list plugins, render reports."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from musicrep._version import __version__
+from musicrep.errors import MusicrepError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from musicrep.pipeline.runner import run_pipeline
+
+    run_pipeline(args.pipeline, force=args.force, dry_run=args.dry_run, run_dir=args.run_dir)
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from musicrep.registry import default_registry
+
+    registry = default_registry()
+    table = registry.components(args.kind) if args.kind else registry.components()
+    if args.kind:
+        table = {args.kind: table}
+    for kind, components in table.items():
+        print(f"{kind}:")
+        if not components:
+            print("  (none)")
+        width = max((len(n) for n in components), default=0)
+        for name, info in sorted(components.items()):
+            print(f"  {name:<{width}}  [{info.package}]  {info.summary}")
+    problems = registry.problems
+    if problems:
+        print("\nplugins that failed to load:")
+        for problem in problems:
+            print(f"  {problem}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicrep", description="Learn and evaluate audio representations for music understanding.")
+    parser.add_argument("--version", action="version", version=f"musicrep {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a pipeline TOML (pretrain, embed, probe, report)")
+    run.add_argument("pipeline", help="path to the pipeline TOML")
+    run.add_argument("--force", action="append", default=[], metavar="STAGE",
+                     help="redo STAGE (pretrain, embed, probe, report) even if cached; repeatable")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    run.add_argument("--run-dir", default=None, help="override [run] dir")
+    run.set_defaults(handler=_cmd_run)
+
+    plugins = sub.add_parser("plugins", help="list every component and the package it comes from")
+    plugins.add_argument("kind", nargs="?", default=None, help="only this kind (e.g. encoder)")
+    plugins.set_defaults(handler=_cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except MusicrepError as exc:
+        if args.debug:
+            raise
+        print(f"musicrep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("musicrep: interrupted; finished work is kept, run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

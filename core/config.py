@@ -1,0 +1,154 @@
+"""Typed configuration: mappings (from TOML or keyword arguments) checked against dataclasses.
+
+Every component declares its options as a dataclass; ``build_config`` turns a mapping into an
+instance of it or raises a ``ConfigError`` naming the key (and the closest valid key for a
+misspelling). Range checks live in the dataclass's ``__post_init__``, which raises
+``invalid(key, why)`` so the error still names the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections import abc
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union
+
+from musicrep.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class InvalidValue(ValueError):
+    """Raised from a config dataclass's ``__post_init__``; ``build_config`` adds the location."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key, self.message = key, message
+
+
+def invalid(key: str, message: str) -> InvalidValue:
+    """``raise invalid("n_fft", "must be a power of two")`` inside ``__post_init__``."""
+    return InvalidValue(key, message)
+
+
+def closest(name: str, options: typing.Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_key_message(key: str, valid: typing.Iterable[str]) -> str:
+    valid = sorted(valid)
+    hint = closest(key, valid)
+    if hint:
+        return f"unknown key; did you mean '{hint}'?"
+    return "unknown key; valid keys: " + (", ".join(valid) if valid else "(none)")
+
+
+def describe_type(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(describe_type(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "none"
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (int widened to float)."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        if value in args and type(value) in {type(a) for a in args}:
+            return value
+        raise InvalidValue(key, f"must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arm in args:
+            if arm is type(None):
+                continue
+            try:
+                return _coerce(value, arm, key)
+            except InvalidValue:
+                continue
+        raise InvalidValue(key, f"expected {describe_type(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise InvalidValue(key, f"expected a table, got {value!r}")
+        return build_config(tp, value, section=key)
+    if origin in (list, tuple, abc.Sequence):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise InvalidValue(key, f"expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise InvalidValue(key, f"expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise InvalidValue(key, f"expected a table, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidValue(key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValue(key, f"expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InvalidValue(key, f"expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise InvalidValue(key, f"expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise InvalidValue(key, f"expected {describe_type(tp)}, got {value!r}")
+    return value
+
+
+def config_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, section: str | None = None,
+                 file: str | None = None) -> T:
+    """An instance of the dataclass ``cls`` from ``values``, every key and type checked."""
+    values = dict(values or {})
+    fields = config_fields(cls)
+    hints = typing.get_type_hints(cls)
+    for key in values:
+        if key not in fields:
+            raise ConfigError(unknown_key_message(key, fields), file=file, section=section, key=key)
+    kwargs = {}
+    try:
+        for name, field in fields.items():
+            if name in values:
+                kwargs[name] = _coerce(values[name], hints[name], name)
+            elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise InvalidValue(name, f"required key is missing ({describe_type(hints[name])})")
+        return cls(**kwargs)
+    except InvalidValue as exc:
+        raise ConfigError(exc.message, file=file, section=section, key=exc.key) from None
+    except ConfigError as exc:
+        raise exc.located(file=file, section=section) from None
+
+
+def config_as_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain data (for hashing, HDF5 attributes and JSON)."""
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})

@@ -1,0 +1,40 @@
+"""Errors a user can act on. The CLI prints these as one message, without a traceback."""
+from __future__ import annotations
+
+
+class MusicrepError(Exception):
+    """Base of every error that is the user's to fix (bad config, bad input, missing file)."""
+
+
+class ConfigError(MusicrepError, ValueError):
+    """A configuration value is wrong; names the file, the section and the key where known."""
+
+    def __init__(self, message: str, *, file: str | None = None, section: str | None = None,
+                 key: str | None = None) -> None:
+        self.message, self.file, self.section, self.key = message, file, section, key
+        super().__init__(str(self))
+
+    def located(self, *, file: str | None = None, section: str | None = None) -> "ConfigError":
+        """The same error, with the file and the enclosing section filled in where unknown."""
+        inner = self.section
+        if section and inner:
+            inner = f"{section}.{inner}"
+        return ConfigError(self.message, file=self.file or file, section=inner or section, key=self.key)
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(str(self.file))
+        if self.section:
+            where.append(f"[{self.section}]")
+        if self.key:
+            where.append(f"key '{self.key}'")
+        return (" ".join(where) + ": " if where else "") + self.message
+
+
+class ComponentError(MusicrepError, LookupError):
+    """A component that does not exist, or a name that two plugins both claim."""
+
+
+class PluginError(MusicrepError):
+    """A plugin that failed to load or whose hook misbehaved."""

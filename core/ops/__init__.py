@@ -1,0 +1,7 @@
+"""Compiled ops (``musicrep._C``), on the CPU or CUDA by the input tensor's device.
+
+Each op has a plain-PyTorch twin in ``musicrep.ops.reference`` that the tests compare against.
+"""
+from musicrep.ops.filterbank import mel_filterbank
+
+__all__ = ["mel_filterbank"]

@@ -1,0 +1,4 @@
+"""The ops of ``musicrep.ops`` in plain PyTorch: readable, slow, and the tests' oracle."""
+from musicrep.ops.reference.filterbank import mel_filterbank
+
+__all__ = ["mel_filterbank"]

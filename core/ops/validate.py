@@ -1,0 +1,48 @@
+"""Argument checks shared by the ops: bad input becomes a ValueError here, never a C++ crash."""
+from __future__ import annotations
+
+import math
+
+
+def positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def finite_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def choice(name: str, value: object, options: tuple) -> object:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def frequency_range(sample_rate: float, f_min: float, f_max: float | None) -> tuple[float, float]:
+    """``(f_min, f_max)`` with ``f_max`` defaulting to Nyquist; both within ``[0, Nyquist]``."""
+    sample_rate = finite_number("sample_rate", sample_rate)
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    nyquist = sample_rate / 2
+    f_min = finite_number("f_min", f_min)
+    f_max = nyquist if f_max is None else finite_number("f_max", f_max)
+    if f_max > nyquist * (1 + 1e-9):
+        raise ValueError(f"f_max={f_max} is above the Nyquist frequency {nyquist} of sample_rate={sample_rate}")
+    if not 0 <= f_min < f_max:
+        raise ValueError(f"need 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
+    return f_min, f_max
+
+
+def filter_norm(norm: object) -> float:
+    """The filter normalisation as the native code takes it: 0 none, -1 Slaney, p > 0 unit L_p."""
+    if norm is None:
+        return 0.0
+    if norm == "slaney":
+        return -1.0
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm > 0 and math.isfinite(norm):
+        return float(norm)
+    raise ValueError(f"norm must be None, 'slaney' or a positive number p (unit L_p norm), got {norm!r}")

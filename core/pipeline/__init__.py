@@ -1,0 +1,1 @@
+"""The pipeline: a TOML file describing tasks, models and stages, run stage by stage."""

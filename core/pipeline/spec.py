@@ -1,0 +1,230 @@
+"""The pipeline TOML, parsed into typed, validated config before any work starts.
+
+Every component reference is a table with ``type`` (the component's name) and its options,
+checked against the component's config dataclass; every error names the file, the section
+and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from musicrep.config import build_config, invalid, unknown_key_message
+from musicrep.errors import ConfigError, MusicrepError
+from musicrep.registry import Registry, default_registry
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A component named in the TOML: its kind, its name and its validated config."""
+
+    kind: str
+    name: str
+    config: Any
+    section: str
+
+    def create(self, registry: Registry | None = None) -> Any:
+        return (registry or default_registry()).info(self.kind, self.name).create(self.config)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data identifying this component and its options (for hashes and provenance)."""
+        config = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
+        return {"type": self.name, **config}
+
+
+@dataclass
+class RunSection:
+    name: str = "run"
+    dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise invalid("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+
+@dataclass
+class PretrainSection:
+    """Pre-training of one model; ``objective`` and ``augmentations`` are component tables."""
+
+    data: list[str]
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    clip_seconds: float = 3.0
+    checkpoint_every: int = 100
+    num_workers: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "checkpoint_every"):
+            if getattr(self, key) <= 0:
+                raise invalid(key, f"must be positive, got {getattr(self, key)}")
+        for key in ("lr", "clip_seconds"):
+            if getattr(self, key) <= 0:
+                raise invalid(key, f"must be positive, got {getattr(self, key)}")
+        if self.warmup_steps < 0 or self.num_workers < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise invalid("warmup_steps", "warmup_steps, num_workers, weight_decay and grad_clip "
+                          "must not be negative")
+        if not self.data:
+            raise invalid("data", "name at least one task (or an audio folder) to pre-train on")
+
+
+@dataclass
+class EmbedSection:
+    window: float = 3.0
+    hop: float = 2.0
+    batch_size: int = 32
+    pooling: Literal["mean", "mean+std"] = "mean"
+    on_bad_audio: Literal["skip", "fail"] = "skip"
+
+    def __post_init__(self) -> None:
+        if self.window <= 0:
+            raise invalid("window", f"must be positive seconds, got {self.window}")
+        if self.hop <= 0:
+            raise invalid("hop", f"must be positive seconds, got {self.hop}")
+        if self.batch_size <= 0:
+            raise invalid("batch_size", f"must be positive, got {self.batch_size}")
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    frontend: ComponentRef
+    encoder: ComponentRef
+    pretrain: PretrainSection | None = None
+    objective: ComponentRef | None = None
+    augmentations: list[ComponentRef] = field(default_factory=list)
+
+
+@dataclass
+class PipelineSpec:
+    path: Path
+    run: RunSection
+    tasks: dict[str, ComponentRef]
+    models: dict[str, ModelSpec]
+    embed: EmbedSection
+    probes: list[ComponentRef]
+    raw: dict[str, Any]
+
+    @property
+    def run_dir(self) -> Path:
+        base = self.path.parent
+        return (base / self.run.dir) if self.run.dir else base / "runs" / self.run.name
+
+
+TOP_LEVEL = ("run", "tasks", "models", "embed", "probe")
+MODEL_KEYS = ("frontend", "encoder", "pretrain")
+PROBE_KEYS = ("probes",)
+
+
+class _Parser:
+    def __init__(self, path: Path, registry: Registry) -> None:
+        self.path, self.registry, self.file = path, registry, str(path)
+
+    def error(self, message: str, section: str | None = None, key: str | None = None) -> ConfigError:
+        return ConfigError(message, file=self.file, section=section, key=key)
+
+    def table(self, value: Any, section: str, key: str | None = None) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(f"expected a table, got {value!r}", section, key)
+        return value
+
+    def check_keys(self, table: Mapping[str, Any], valid: tuple[str, ...], section: str | None) -> None:
+        for key in table:
+            if key not in valid:
+                raise self.error(unknown_key_message(key, valid), section, key)
+
+    def component(self, kind: str, value: Any, section: str) -> ComponentRef:
+        if isinstance(value, str):
+            value = {"type": value}
+        table = dict(self.table(value, section))
+        name = table.pop("type", None)
+        if name is None:
+            raise self.error(f"missing key 'type': which {kind} to use", section, "type")
+        if not isinstance(name, str):
+            raise self.error(f"expected a {kind} name, got {name!r}", section, "type")
+        try:
+            info = self.registry.info(kind, name)
+        except MusicrepError as exc:
+            raise self.error(str(exc), section, "type") from None
+        config = info.build_config(table, file=self.file, section=section)
+        return ComponentRef(kind, name, config, section)
+
+    def section(self, cls: type, value: Any, section: str) -> Any:
+        return build_config(cls, self.table(value, section), file=self.file, section=section)
+
+    def model(self, name: str, value: Any) -> ModelSpec:
+        section = f"models.{name}"
+        table = dict(self.table(value, section))
+        self.check_keys(table, MODEL_KEYS, section)
+        for key in ("frontend", "encoder"):
+            if key not in table:
+                raise self.error(f"missing key '{key}'", section, key)
+        spec = ModelSpec(name, self.component("frontend", table["frontend"], f"{section}.frontend"),
+                         self.component("encoder", table["encoder"], f"{section}.encoder"))
+        if "pretrain" in table:
+            psec = f"{section}.pretrain"
+            pre = dict(self.table(table["pretrain"], psec))
+            if "objective" not in pre:
+                raise self.error("missing key 'objective' (e.g. { type = \"simclr\" })", psec, "objective")
+            spec.objective = self.component("objective", pre.pop("objective"), f"{psec}.objective")
+            augs = pre.pop("augmentations", [])
+            if not isinstance(augs, list):
+                raise self.error("expected a list of augmentation tables", psec, "augmentations")
+            spec.augmentations = [self.component("augmentation", a, f"{psec}.augmentations[{i}]")
+                                  for i, a in enumerate(augs)]
+            spec.pretrain = self.section(PretrainSection, pre, psec)
+        return spec
+
+    def parse(self, raw: Mapping[str, Any]) -> PipelineSpec:
+        self.check_keys(raw, TOP_LEVEL, None)
+        run = self.section(RunSection, raw.get("run", {}), "run")
+        tasks_raw = self.table(raw.get("tasks", {}), "tasks")
+        if not tasks_raw:
+            raise self.error("name at least one task, e.g. [tasks.pitch] with type = \"synth\"", "tasks")
+        tasks = {name: self.component("task", value, f"tasks.{name}") for name, value in tasks_raw.items()}
+        models_raw = self.table(raw.get("models", {}), "models")
+        if not models_raw:
+            raise self.error("name at least one model, e.g. [models.mine] with frontend and encoder",
+                             "models")
+        models = {name: self.model(name, value) for name, value in models_raw.items()}
+        for model in models.values():
+            if model.pretrain is None:
+                continue
+            for i, source in enumerate(model.pretrain.data):
+                if source not in tasks and not (self.path.parent / source).is_dir():
+                    raise self.error(f"'{source}' is neither a task of this file "
+                                     f"({', '.join(tasks)}) nor an audio folder",
+                                     f"models.{model.name}.pretrain", "data")
+        embed = self.section(EmbedSection, raw.get("embed", {}), "embed")
+        probe_raw = dict(self.table(raw.get("probe", {}), "probe"))
+        self.check_keys(probe_raw, PROBE_KEYS, "probe")
+        probes_raw = probe_raw.get("probes", ["linear"])
+        if not isinstance(probes_raw, list) or not probes_raw:
+            raise self.error("expected a non-empty list of probe tables", "probe", "probes")
+        probes = [self.component("probe", p, f"probe.probes[{i}]") for i, p in enumerate(probes_raw)]
+        return PipelineSpec(self.path, run, tasks, models, embed, probes, dict(raw))
+
+
+def load_pipeline(path: str | Path, registry: Registry | None = None) -> PipelineSpec:
+    """Read and validate a pipeline TOML; raises ``ConfigError`` naming file, section and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+    return _Parser(path.resolve(), registry or default_registry()).parse(raw)

@@ -1,0 +1,9 @@
+"""Built-in frontends (filled in by their issue)."""
+from __future__ import annotations
+
+from musicrep.hookspecs import Factories, hookimpl
+
+
+@hookimpl
+def musicrep_frontends() -> Factories:
+    return {}
