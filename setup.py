@@ -88,7 +88,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10"],
     },
     entry_points={
         "console_scripts": ["musicrep = musicrep.cli:main"],
