@@ -187,6 +187,7 @@ class _Parser:
     def parse(self, raw: Mapping[str, Any]) -> PipelineSpec:
         self.check_keys(raw, TOP_LEVEL, None)
         run = self.section(RunSection, raw.get("run", {}), "run")
+        embed = self.section(EmbedSection, raw.get("embed", {}), "embed")
         tasks_raw = self.table(raw.get("tasks", {}), "tasks")
         if not tasks_raw:
             raise self.error("name at least one task, e.g. [tasks.pitch] with type = \"synth\"", "tasks")
@@ -204,7 +205,6 @@ class _Parser:
                     raise self.error(f"'{source}' is neither a task of this file "
                                      f"({', '.join(tasks)}) nor an audio folder",
                                      f"models.{model.name}.pretrain", "data")
-        embed = self.section(EmbedSection, raw.get("embed", {}), "embed")
         probe_raw = dict(self.table(raw.get("probe", {}), "probe"))
         self.check_keys(probe_raw, PROBE_KEYS, "probe")
         probes_raw = probe_raw.get("probes", ["linear"])
