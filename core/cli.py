@@ -16,6 +16,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from musicrep.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "probes").is_dir():
+        raise MusicrepError(f"{run_dir}: no probe results here (is it a musicrep run directory?)")
+    print(write_report(run_dir))
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from musicrep.registry import default_registry
 
@@ -56,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list every component and the package it comes from")
     plugins.add_argument("kind", nargs="?", default=None, help="only this kind (e.g. encoder)")
     plugins.set_defaults(handler=_cmd_plugins)
+    report = sub.add_parser("report", help="print and write the table of a run's finished probes")
+    report.add_argument("run_dir", help="a run directory made by `musicrep run`")
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 

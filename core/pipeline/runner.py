@@ -1,28 +1,187 @@
-"""Runs a pipeline: pretrain -> embed -> probe -> report, each stage cached and resumable."""
+"""Runs a pipeline: pretrain -> embed -> probe -> report, each stage cached and resumable.
+
+Every result is stored under the run directory with the content hash of what made it; a
+stage whose result exists with the same hash is skipped, one that was interrupted resumes.
+
+    RUN_DIR/models/<model>/...            pre-training checkpoints
+    RUN_DIR/embeddings/<model>/<task>.h5  embedding stores
+    RUN_DIR/probes/<model>/<task>/<probe>.json
+    RUN_DIR/report.md, results.json, results.csv
+"""
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
-from musicrep.pipeline.spec import PipelineSpec, load_pipeline
+import torch
+
+from musicrep import atomic
+from musicrep._version import __version__
+from musicrep.device import resolve_device
+from musicrep.embed import extract
+from musicrep.errors import ConfigError, MusicrepError
+from musicrep.hashing import config_hash, state_hash
+from musicrep.model import Embedder
+from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
+from musicrep.probing import probe_store
+from musicrep.registry import Registry, default_registry
+from musicrep.report import write_report
+from musicrep.store import EmbeddingStore, is_complete
 
 STAGES = ("pretrain", "embed", "probe", "report")
 
 
-def describe_plan(spec: PipelineSpec) -> list[str]:
-    lines = [f"pipeline {spec.path.name} -> {spec.run_dir}"]
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Refuse a second ``musicrep run`` on a run directory that is in use."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise MusicrepError(f"{run_dir} is in use by another musicrep run; wait for it to finish") from None
+    try:
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def model_seed(run_seed: int, model_name: str) -> int:
+    return int(config_hash([run_seed, model_name]), 16) % (2**31)
+
+
+def build_model(spec: PipelineSpec, model: ModelSpec, registry: Registry) -> Embedder:
+    """The model at its (seeded) random initialisation."""
+    torch.manual_seed(model_seed(spec.run.seed, model.name))
+    frontend = model.frontend.create(registry)
+    encoder = model.encoder.create(registry)
+    return Embedder(frontend, encoder, window=spec.embed.window, hop=spec.embed.hop, pooling=spec.embed.pooling)
+
+
+class PipelineRun:
+    def __init__(self, spec: PipelineSpec, run_dir: Path, force: set[str], registry: Registry) -> None:
+        self.spec, self.run_dir, self.force, self.registry = spec, run_dir, force, registry
+        self.device = resolve_device(spec.run.device)
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        self.registry.notify(hook, run_dir=str(self.run_dir), **kwargs)
+
+    def check_compatibility(self, tasks: dict[str, Any]) -> None:
+        """Errors that would otherwise surface after hours of work, raised before any."""
+        for i, probe_ref in enumerate(self.spec.probes):
+            factory = self.registry.info("probe", probe_ref.name).factory
+            kinds = getattr(factory, "kinds", ())
+            for name, task in tasks.items():
+                if kinds and task.kind not in kinds:
+                    raise ConfigError(f"probe '{probe_ref.name}' cannot serve task '{name}' of kind "
+                                      f"{task.kind} (it serves: {', '.join(kinds)})",
+                                      file=str(self.spec.path), section=f"probe.probes[{i}]", key="type")
+
+    def model(self, model: ModelSpec) -> Embedder:
+        embedder = build_model(self.spec, model, self.registry)
+        if model.pretrain is not None:
+            from musicrep.train import pretrain_stage
+
+            pretrain_stage(self, model, embedder)
+        return embedder
+
+    def embed(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> Path:
+        store = self.run_dir / "embeddings" / model.name / f"{task_name}.h5"
+        provenance = {
+            "model": state_hash(embedder.state_dict()),
+            "frontend": model.frontend.describe(),
+            "encoder": model.encoder.describe(),
+            "window": self.spec.embed.window, "hop": self.spec.embed.hop, "pooling": self.spec.embed.pooling,
+            "task": self.spec.tasks[task_name].describe(),
+            "musicrep": __version__,
+        }
+        if "embed" in self.force and store.exists():
+            store.unlink()
+        if is_complete(store, provenance):
+            log(f"embed {model.name}/{task_name}: cached")
+            return store
+        summary = extract(embedder, task, store, provenance, batch_size=self.spec.embed.batch_size,
+                          on_bad_audio=self.spec.embed.on_bad_audio, device=self.device)
+        log(f"embed {model.name}/{task_name}: {summary.tracks} tracks, {summary.windows} windows, "
+            f"{summary.skipped} skipped, {summary.x_realtime:.0f}x realtime")
+        self.notify("musicrep_on_stage_end", stage="embed", summary={"model": model.name, "task": task_name,
+                                                                     **summary.as_dict()})
+        return store
+
+    def probe(self, model: ModelSpec, task_name: str, store: Path) -> None:
+        with EmbeddingStore(store) as opened:
+            store_key = opened.provenance
+        for probe_ref in self.spec.probes:
+            key = config_hash([store_key, probe_ref.describe(), self.spec.run.seed])
+            out = self.run_dir / "probes" / model.name / task_name / f"{probe_ref.name}.json"
+            if out.exists() and "probe" not in self.force and json.loads(out.read_text()).get("key") == key:
+                log(f"probe {model.name}/{task_name}/{probe_ref.name}: cached")
+                continue
+            started = time.perf_counter()
+            result = probe_store(store, probe_ref.create(self.registry), seed=self.spec.run.seed,
+                                 probe_name=probe_ref.name)
+            result["key"] = key
+            atomic.write_json(out, result)
+            test = result["metrics"]["test"][result["primary"]]
+            log(f"probe {model.name}/{task_name}/{probe_ref.name}: test {result['primary']} = {test:.4f} "
+                f"({time.perf_counter() - started:.1f} s)")
+
+    def run(self) -> str:
+        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
+        self.check_compatibility(tasks)
+        for model in self.spec.models.values():
+            embedder = self.model(model)
+            for task_name, task in tasks.items():
+                store = self.embed(model, embedder, task_name, task)
+                self.probe(model, task_name, store)
+        text = write_report(self.run_dir)
+        self.notify("musicrep_on_stage_end", stage="report", summary={"report": str(self.run_dir / "report.md")})
+        return text
+
+
+def describe_plan(spec: PipelineSpec, run_dir: Path) -> list[str]:
+    lines = [f"pipeline {spec.path.name} -> {run_dir}"]
     for model in spec.models.values():
         how = (f"pretrain with {model.objective.name} for {model.pretrain.steps} steps"
                if model.pretrain else "random initialisation")
         lines.append(f"  model {model.name}: {model.frontend.name} + {model.encoder.name}, {how}")
     for name, task in spec.tasks.items():
         lines.append(f"  task {name}: {task.name}")
+    lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
     return lines
 
 
 def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: bool = False,
-                 run_dir: str | Path | None = None) -> PipelineSpec:
-    spec = load_pipeline(path)
-    for line in describe_plan(spec):
-        print(line)
-    return spec
+                 run_dir: str | Path | None = None, registry: Registry | None = None) -> str | None:
+    """Run the pipeline in the TOML at ``path``; returns the report table (None for a dry run)."""
+    force_set = set(force or [])
+    for stage in force_set:
+        if stage not in STAGES:
+            raise ConfigError(f"unknown stage '{stage}' for --force; stages: {', '.join(STAGES)}")
+    registry = registry or default_registry()
+    spec = load_pipeline(path, registry)
+    run_dir = Path(run_dir) if run_dir else spec.run_dir
+    for line in describe_plan(spec, run_dir):
+        log(line)
+    if dry_run:
+        return None
+    with run_lock(run_dir):
+        atomic.write_text(run_dir / "pipeline.toml", spec.path.read_text())
+        text = PipelineRun(spec, run_dir, force_set, registry).run()
+    print(text)
+    return text

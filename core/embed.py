@@ -1,0 +1,145 @@
+"""The embed stage: every track of a task through front end + encoder into an HDF5 store.
+
+Tracks are decoded in data-loader workers, turned into windows of features on the device,
+and the windows of several tracks are batched through the encoder. Finished tracks go to the
+store's atomic part files, so a killed extraction resumes where it stopped.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from musicrep.errors import MusicrepError
+from musicrep.model import Embedder
+from musicrep.store import StoreWriter, TrackEmbedding
+
+
+@dataclass
+class EmbedSummary:
+    tracks: int
+    windows: int
+    skipped: int
+    audio_seconds: float
+    wall_seconds: float
+    decode_seconds: float
+    write_seconds: float
+    resumed_tracks: int
+
+    @property
+    def x_realtime(self) -> float:
+        return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "x_realtime": self.x_realtime}
+
+
+def encode_target(kind: str, label_names: list[str], labels: Iterable[Any]) -> np.ndarray:
+    """A track's labels as a vector: multi-hot over the vocabulary, or regression values."""
+    labels = list(labels)
+    if kind == "regression":
+        return np.asarray(labels, dtype=np.float32)
+    index = {name: i for i, name in enumerate(label_names)}
+    target = np.zeros(len(label_names), dtype=np.float32)
+    for label in labels:
+        if label not in index:
+            raise MusicrepError(f"label {label!r} is not in the task's vocabulary")
+        target[index[label]] = 1.0
+    return target
+
+
+class _TrackAudio(Dataset):
+    """Decodes tracks in loader workers; a bad file comes back as its error, not a crash."""
+
+    def __init__(self, task: Any, items: list[Any], sample_rate: int) -> None:
+        self.task, self.items, self.sample_rate = task, items, sample_rate
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str | None, float]:
+        start = time.perf_counter()
+        try:
+            wave = np.ascontiguousarray(self.task.audio(self.items[index], self.sample_rate), dtype=np.float32)
+            error = None
+            if wave.ndim != 1 or wave.size == 0:
+                wave, error = None, f"decoded to shape {getattr(wave, 'shape', None)}, expected [T] with T > 0"
+        except MusicrepError as exc:
+            wave, error = None, str(exc)
+        return index, wave, error, time.perf_counter() - start
+
+
+def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: dict[str, Any], *,
+            batch_size: int = 32, on_bad_audio: str = "skip", num_workers: int = 0,
+            device: torch.device | str = "cpu", progress: bool = True, flush_every: int = 128) -> EmbedSummary:
+    """Embed every item of ``task`` into the store at ``store_path`` (resuming if possible)."""
+    device = torch.device(device)
+    embedder = embedder.to(device).eval()
+    writer = StoreWriter(Path(store_path), provenance, kind=task.kind, label_names=list(task.label_names),
+                         pooling=embedder.pooling, flush_every=flush_every)
+    done = writer.done_ids
+    items = [item for item in task.items() if item.id not in done]
+    loader = DataLoader(_TrackAudio(task, items, embedder.sample_rate), batch_size=None, shuffle=False,
+                        num_workers=num_workers, collate_fn=lambda x: x)
+    summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, len(done))
+    pending: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
+    pending_windows = 0
+    started = time.perf_counter()
+
+    def drain() -> None:
+        nonlocal pending, pending_windows
+        if not pending:
+            return
+        windows = torch.cat([w for _, w, _ in pending])
+        outputs = torch.cat([embedder.encoder(chunk) for chunk in windows.split(batch_size)]).float().cpu()
+        t0 = time.perf_counter()
+        for (item, _, offsets), emb in zip(pending, outputs.split([len(w) for _, w, _ in pending])):
+            writer.add(TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
+                                      emb.numpy(), offsets.numpy()))
+        summary.write_seconds += time.perf_counter() - t0
+        summary.windows += len(windows)
+        pending, pending_windows = [], 0
+
+    bar = tqdm(total=len(items), desc=f"embed {Path(store_path).parent.name}/{Path(store_path).stem}", unit="track", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        with torch.inference_mode():
+            for index, wave, error, decode_seconds in loader:
+                item = items[index]
+                summary.decode_seconds += decode_seconds
+                bar.update(1)
+                if error is not None:
+                    message = f"{getattr(item, 'path', None) or item.id}: {error}"
+                    if on_bad_audio == "fail":
+                        raise MusicrepError(f"bad audio (on_bad_audio = \"fail\"): {message}")
+                    warnings.warn(f"skipped bad audio: {message}", RuntimeWarning, stacklevel=2)
+                    writer.skip(item.id, str(getattr(item, "path", "") or ""), error)
+                    summary.skipped += 1
+                    continue
+                windows, offsets = embedder.track_windows(torch.from_numpy(wave).to(device))
+                pending.append((item, windows, offsets))
+                pending_windows += len(windows)
+                summary.tracks += 1
+                summary.audio_seconds += len(wave) / embedder.sample_rate
+                if pending_windows >= batch_size:
+                    drain()
+                    bar.set_postfix(xrt=f"{summary.audio_seconds / (time.perf_counter() - started):.0f}")
+            drain()
+    finally:
+        bar.close()
+        t0 = time.perf_counter()
+        writer.flush()  # keep every finished track, also when interrupted
+        summary.write_seconds += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    writer.finish()
+    summary.write_seconds += time.perf_counter() - t0
+    summary.wall_seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,71 @@
+"""Reports: one table of tasks x models (the primary metric, best marked), as text and files."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from musicrep import atomic
+
+
+def collect(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished probe result under ``run_dir/probes`` as flat rows."""
+    rows = []
+    for path in sorted(Path(run_dir, "probes").glob("*/*/*.json")):
+        result = json.loads(path.read_text())
+        model, task, probe = path.parts[-3], path.parts[-2], path.stem
+        for split, values in result["metrics"].items():
+            for metric, value in values.items():
+                rows.append({"model": model, "task": task, "probe": probe, "split": split,
+                             "metric": metric, "value": value, "primary": metric == result["primary"]})
+    return rows
+
+
+def table(rows: list[dict[str, Any]], split: str = "test") -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per task (and probe), one column per model; best marked with *."""
+    primary = [r for r in rows if r["primary"] and r["split"] == split]
+    models = sorted({r["model"] for r in primary})
+    keys = sorted({(r["task"], r["probe"], r["metric"]) for r in primary})
+    header = ["task", "probe", "metric", *models]
+    body = []
+    for task, probe, metric in keys:
+        values = {r["model"]: r["value"] for r in primary
+                  if (r["task"], r["probe"], r["metric"]) == (task, probe, metric)}
+        finite = [v for v in values.values() if v == v]
+        best = max(finite) if finite else None
+        cells = []
+        for model in models:
+            value = values.get(model)
+            cells.append("-" if value is None else f"{value:.4f}" + (" *" if value == best and len(values) > 1 else ""))
+        body.append([task, probe, metric, *cells])
+    return header, body
+
+
+def format_table(header: list[str], body: list[list[str]], markdown: bool = False) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body)]
+    def line(cells):
+        padded = [str(c).ljust(w) for c, w in zip(cells, widths)]
+        return ("| " + " | ".join(padded) + " |") if markdown else "  ".join(padded)
+    lines = [line(header), ("|" + "|".join("-" * (w + 2) for w in widths) + "|") if markdown
+             else "  ".join("-" * w for w in widths)]
+    return "\n".join([*lines, *(line(r) for r in body)])
+
+
+def write_report(run_dir: str | Path) -> str:
+    """Write report.md, results.json and results.csv into ``run_dir``; return the text table."""
+    run_dir = Path(run_dir)
+    rows = collect(run_dir)
+    header, body = table(rows)
+    text = format_table(header, body)
+    md = ("# musicrep report\n\nPrimary metric of each task on its test split; * marks the best model.\n\n"
+          + format_table(header, body, markdown=True) + "\n")
+    atomic.write_text(run_dir / "report.md", md)
+    atomic.write_json(run_dir / "results.json", rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["model", "task", "probe", "split", "metric", "value", "primary"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(run_dir / "results.csv", buffer.getvalue())
+    return text

@@ -1,0 +1,252 @@
+"""The HDF5 embedding store: one file per model x task, written once, read many times.
+
+Writing is resumable and crash-safe: finished tracks go to numbered part files (each written
+atomically) in ``<store>.parts/``; a resumed extraction skips the tracks its parts hold; the
+final HDF5 file is assembled from the parts into a temporary file and renamed into place, so a
+file under the store's name is always complete. A store (or a set of parts) whose provenance
+differs from the requested one is never reused.
+
+Layout of a store::
+
+    /embeddings          [N, D']  pooled track embeddings (mean, or mean and std)
+    /targets             [N, L]   multi-hot labels (classification) or values (regression)
+    /ids, /split         [N]      track ids and split names
+    /windows/embeddings  [W, D]   every window's embedding
+    /windows/offsets     [W]      window start times in seconds
+    /windows/start, /windows/count [N]  each track's rows in /windows
+    attributes: provenance (JSON), kind, label_names (JSON), skipped (JSON), musicrep_version
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from musicrep import atomic
+from musicrep._version import __version__
+from musicrep.errors import MusicrepError
+
+STRING = h5py.string_dtype("utf-8")
+
+
+class StoreError(MusicrepError):
+    """A store that is incomplete, from another model, or unreadable."""
+
+
+def _provenance_text(provenance: dict[str, Any]) -> str:
+    return json.dumps(provenance, sort_keys=True, default=str)
+
+
+def pool(windows: np.ndarray, pooling: str) -> np.ndarray:
+    """A track's embedding from its windows' embeddings ``[W, D]``."""
+    mean = windows.mean(axis=0)
+    if pooling == "mean":
+        return mean
+    if pooling == "mean+std":
+        return np.concatenate([mean, windows.std(axis=0)])
+    raise ValueError(f"pooling must be 'mean' or 'mean+std', got {pooling!r}")
+
+
+@dataclass
+class TrackEmbedding:
+    id: str
+    split: str
+    target: np.ndarray        # [L]
+    windows: np.ndarray       # [W, D]
+    offsets: np.ndarray       # [W] seconds
+
+
+@dataclass
+class StoreWriter:
+    """Collects finished tracks into atomic part files, then assembles the store."""
+
+    path: Path
+    provenance: dict[str, Any]
+    kind: str
+    label_names: list[str]
+    pooling: str = "mean"
+    flush_every: int = 256
+    _buffer: list[TrackEmbedding] = field(default_factory=list)
+    _skipped: list[dict[str, str]] = field(default_factory=list)      # in part files already
+    _pending_skips: list[dict[str, str]] = field(default_factory=list)  # not yet in a part file
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.parts = self.path.with_name(self.path.name + ".parts")
+        stamp = self.parts / "provenance.json"
+        if self.parts.exists():
+            same = stamp.exists() and stamp.read_text() == _provenance_text(self.provenance)
+            if not same:  # parts from another model or config: never mixed in
+                shutil.rmtree(self.parts)
+        self.parts.mkdir(parents=True, exist_ok=True)
+        if not stamp.exists():
+            atomic.write_text(stamp, _provenance_text(self.provenance))
+        self._done = self._load_done()
+
+    def _part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.npz"))
+
+    def _load_done(self) -> set[str]:
+        done: set[str] = set()
+        for part in self._part_files():
+            with np.load(part, allow_pickle=False) as data:
+                done.update(str(i) for i in data["ids"])
+                self._skipped.extend(json.loads(str(data["skipped"])))
+        done.update(s["id"] for s in self._skipped)
+        return done
+
+    @property
+    def done_ids(self) -> set[str]:
+        """Tracks already written (or skipped as bad) by an earlier, interrupted run."""
+        return set(self._done)
+
+    def add(self, track: TrackEmbedding) -> None:
+        self._buffer.append(track)
+        self._done.add(track.id)
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+
+    def skip(self, id: str, path: str, reason: str) -> None:
+        """Record a bad track; it is listed in the store's ``skipped`` attribute."""
+        self._pending_skips.append({"id": id, "path": path, "reason": reason})
+        self._done.add(id)
+
+    def flush(self) -> None:
+        if not self._buffer and not self._pending_skips:
+            return
+        index = len(self._part_files())
+        part = self.parts / f"part-{index:06d}.npz"
+        tracks = self._buffer
+        counts = np.array([len(t.windows) for t in tracks], dtype=np.int64)
+        dim = tracks[0].windows.shape[1] if tracks else 0
+        with atomic.atomic_path(part) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    ids=np.array([t.id for t in tracks], dtype=np.str_),
+                    split=np.array([t.split for t in tracks], dtype=np.str_),
+                    targets=np.stack([t.target for t in tracks]).astype(np.float32)
+                    if tracks else np.zeros((0, len(self.label_names)), np.float32),
+                    windows=np.concatenate([t.windows for t in tracks]).astype(np.float32)
+                    if tracks else np.zeros((0, dim), np.float32),
+                    offsets=np.concatenate([t.offsets for t in tracks]).astype(np.float32)
+                    if tracks else np.zeros(0, np.float32),
+                    counts=counts,
+                    skipped=np.array(json.dumps(self._pending_skips)),
+                )
+        self._skipped.extend(self._pending_skips)
+        self._pending_skips.clear()
+        self._buffer = []
+
+    def finish(self) -> Path:
+        """Assemble the parts into the final store (atomically) and remove the parts."""
+        self.flush()
+        ids, split, targets, windows, offsets, counts = [], [], [], [], [], []
+        for part in self._part_files():
+            with np.load(part, allow_pickle=False) as data:
+                ids.append(data["ids"]), split.append(data["split"]), targets.append(data["targets"])
+                windows.append(data["windows"]), offsets.append(data["offsets"])
+                counts.append(data["counts"])
+        if not ids or sum(len(i) for i in ids) == 0:
+            raise StoreError(f"{self.path}: no track could be embedded (skipped: {len(self._skipped)})")
+        all_windows = np.concatenate([w for w in windows if len(w)])
+        all_counts = np.concatenate(counts)
+        starts = np.concatenate([[0], np.cumsum(all_counts)[:-1]]).astype(np.int64)
+        pooled = np.stack([pool(all_windows[s:s + c], self.pooling) for s, c in zip(starts, all_counts)])
+        with atomic.atomic_path(self.path) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                h5.create_dataset("embeddings", data=pooled.astype(np.float32), chunks=True)
+                h5.create_dataset("targets", data=np.concatenate(targets))
+                h5.create_dataset("ids", data=np.concatenate(ids).astype(object), dtype=STRING)
+                h5.create_dataset("split", data=np.concatenate(split).astype(object), dtype=STRING)
+                group = h5.create_group("windows")
+                group.create_dataset("embeddings", data=all_windows, chunks=True)
+                group.create_dataset("offsets", data=np.concatenate(offsets))
+                group.create_dataset("start", data=starts)
+                group.create_dataset("count", data=all_counts)
+                h5.attrs["provenance"] = _provenance_text(self.provenance)
+                h5.attrs["kind"] = self.kind
+                h5.attrs["label_names"] = json.dumps(self.label_names)
+                h5.attrs["pooling"] = self.pooling
+                h5.attrs["skipped"] = json.dumps(self._skipped)
+                h5.attrs["musicrep_version"] = __version__
+                h5.attrs["complete"] = True
+        shutil.rmtree(self.parts)
+        return self.path
+
+
+class EmbeddingStore:
+    """Read access to a finished store; arrays are read lazily, split by split."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except (OSError, FileNotFoundError) as exc:
+            raise StoreError(f"{self.path}: cannot open embedding store ({exc})") from None
+        if not self._h5.attrs.get("complete", False):
+            self._h5.close()
+            raise StoreError(f"{self.path}: store is incomplete")
+        self.provenance = json.loads(self._h5.attrs["provenance"])
+        self.kind = str(self._h5.attrs["kind"])
+        self.label_names = json.loads(self._h5.attrs["label_names"])
+        self.skipped = json.loads(self._h5.attrs["skipped"])
+        self.ids = self._h5["ids"].asstr()[:]
+        self.splits = self._h5["split"].asstr()[:]
+
+    def __enter__(self) -> "EmbeddingStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self._h5["embeddings"].shape[1])
+
+    def indices(self, split: str | None = None) -> np.ndarray:
+        return np.arange(len(self.ids)) if split is None else np.flatnonzero(self.splits == split)
+
+    def embeddings(self, split: str | None = None) -> np.ndarray:
+        return self._h5["embeddings"][self.indices(split)]
+
+    def targets(self, split: str | None = None) -> np.ndarray:
+        return self._h5["targets"][self.indices(split)]
+
+    def timeline(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """One track's window embeddings ``[W, D]`` and their start times in seconds."""
+        start = int(self._h5["windows/start"][index])
+        count = int(self._h5["windows/count"][index])
+        group = self._h5["windows"]
+        return group["embeddings"][start:start + count], group["offsets"][start:start + count]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything, as plain arrays (for comparing two stores)."""
+        out = {name: self._h5[name][:] for name in ("embeddings", "targets")}
+        out.update({f"windows/{n}": self._h5[f"windows/{n}"][:] for n in ("embeddings", "offsets", "start", "count")})
+        out["ids"], out["split"] = self.ids, self.splits
+        return out
+
+
+def is_complete(path: str | Path, provenance: dict[str, Any]) -> bool:
+    """Whether ``path`` holds a finished store made with exactly this provenance."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return bool(h5.attrs.get("complete", False)) and \
+                h5.attrs.get("provenance") == _provenance_text(provenance)
+    except OSError:
+        return False
