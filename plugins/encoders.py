@@ -46,6 +46,39 @@ class FCN(nn.Module):
         return self.head(x)
 
 
+class MelStats(nn.Module):
+    """Hand-crafted baseline: mean and std over time of the features and of their MFCCs."""
+
+    @dataclass
+    class Config:
+        n_features: int = 128
+        n_mfcc: int = 20
+
+        def __post_init__(self) -> None:
+            if self.n_features <= 0:
+                raise invalid("n_features", f"must be positive, got {self.n_features}")
+            if not 0 <= self.n_mfcc <= self.n_features:
+                raise invalid("n_mfcc", f"must be in [0, n_features], got {self.n_mfcc}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.dim = 2 * (config.n_features + config.n_mfcc)
+        n = config.n_features
+        k = torch.arange(config.n_mfcc, dtype=torch.float64)[:, None]
+        basis = torch.cos(torch.pi / n * (torch.arange(n, dtype=torch.float64) + 0.5) * k)  # DCT-II
+        basis[0] *= 1 / 2**0.5
+        self.register_buffer("dct", (basis * (2.0 / n) ** 0.5).float(), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.shape[1] != self.config.n_features:
+            raise ValueError(f"mel-stats was configured with n_features={self.config.n_features} but the "
+                             f"front end gives {features.shape[1]}; set encoder n_features to match")
+        mfcc = torch.einsum("kf,bft->bkt", self.dct, features)
+        both = torch.cat([features, mfcc], dim=1)
+        return torch.cat([both.mean(dim=2), both.std(dim=2, unbiased=False)], dim=1)
+
+
 @hookimpl
 def musicrep_encoders() -> Factories:
-    return {"fcn": FCN}
+    return {"fcn": FCN, "mel-stats": MelStats}
