@@ -94,7 +94,7 @@ setup(
         "console_scripts": ["musicrep = musicrep.cli:main"],
         "musicrep.plugins": [
             f"{group} = musicrep.plugins.{group}"
-            for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks")
+            for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging")
         ],
     },
     zip_safe=False,

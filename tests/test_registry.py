@@ -51,7 +51,7 @@ def test_builtins_are_discovered_through_entry_points() -> None:
     registry = Registry()
     names = {p for p in registry._packages}
     # every built-in module is a plugin registered through the entry-point group
-    assert {"frontends", "augmentations", "encoders", "objectives", "probes", "tasks"} <= names
+    assert {"frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging"} <= names
     assert all(registry.plugin_package(n) == "musicrep" for n in names)
 
 

@@ -10,12 +10,12 @@ stage whose result exists with the same hash is skipped, one that was interrupte
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,10 +24,12 @@ import torch
 from musicrep import atomic
 from musicrep._version import __version__
 from musicrep.device import resolve_device
+from musicrep.distributed import is_main
 from musicrep.embed import extract
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.hashing import config_hash, state_hash
 from musicrep.model import Embedder
+from musicrep.pipeline.pretrain import pretrain_stage
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
@@ -41,7 +43,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@contextmanager
+@contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Refuse a second ``musicrep run`` on a run directory that is in use."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,10 @@ class PipelineRun:
         self.spec, self.run_dir, self.force, self.registry = spec, run_dir, force, registry
         self.device = resolve_device(spec.run.device)
 
+    @staticmethod
+    def log(message: str) -> None:
+        log(message)
+
     def notify(self, hook: str, **kwargs: Any) -> None:
         self.registry.notify(hook, run_dir=str(self.run_dir), **kwargs)
 
@@ -91,12 +97,10 @@ class PipelineRun:
                                       f"{task.kind} (it serves: {', '.join(kinds)})",
                                       file=str(self.spec.path), section=f"probe.probes[{i}]", key="type")
 
-    def model(self, model: ModelSpec) -> Embedder:
+    def model(self, model: ModelSpec, tasks: dict[str, Any]) -> Embedder:
         embedder = build_model(self.spec, model, self.registry)
         if model.pretrain is not None:
-            from musicrep.train import pretrain_stage
-
-            pretrain_stage(self, model, embedder)
+            pretrain_stage(self, model, embedder, tasks)
         return embedder
 
     def embed(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> Path:
@@ -143,8 +147,11 @@ class PipelineRun:
     def run(self) -> str:
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
         self.check_compatibility(tasks)
+        models = {name: self.model(model, tasks) for name, model in self.spec.models.items()}
+        if not is_main():  # under torchrun, the other ranks helped pre-train; rank 0 goes on
+            return ""
         for model in self.spec.models.values():
-            embedder = self.model(model)
+            embedder = models[model.name]
             for task_name, task in tasks.items():
                 store = self.embed(model, embedder, task_name, task)
                 self.probe(model, task_name, store)
@@ -180,8 +187,11 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
         log(line)
     if dry_run:
         return None
-    with run_lock(run_dir):
-        atomic.write_text(run_dir / "pipeline.toml", spec.path.read_text())
+    worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
+    with contextlib.nullcontext() if worker else run_lock(run_dir):
+        if not worker:
+            atomic.write_text(run_dir / "pipeline.toml", spec.path.read_text())
         text = PipelineRun(spec, run_dir, force_set, registry).run()
-    print(text)
+    if text:
+        print(text)
     return text

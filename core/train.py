@@ -1,0 +1,240 @@
+"""The pretrain stage: supervised or contrastive pre-training of a front end + encoder.
+
+Decoding and cropping happen in data-loader workers; augmentation, the front end and the
+encoder run on the device. Every random draw is a function of (seed, step), and the data
+order of (seed, epoch), so a run killed and resumed from its last checkpoint ends with the
+same model as an uninterrupted one. Checkpoints are written atomically.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from musicrep import atomic
+from musicrep.distributed import barrier, init_from_env, is_main, world
+from musicrep.embed import encode_target
+from musicrep.errors import MusicrepError
+from musicrep.hashing import config_hash
+from musicrep.model import Embedder
+from musicrep.objective import Objective, TrainingData
+
+
+@dataclass
+class TrainSettings:
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    grad_clip: float
+    clip_seconds: float
+    checkpoint_every: int
+    num_workers: int
+    precision: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """One pre-training clip: its task (which decodes it), its item, and its target vector."""
+
+    task: Any
+    item: Any
+    target: np.ndarray | None
+
+
+def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``length``-sample crop; a shorter clip is repeated to fill it."""
+    if len(wave) < length:
+        wave = np.tile(wave, -(-length // max(len(wave), 1)))
+    start = int(rng.integers(0, len(wave) - length + 1))
+    return wave[start:start + length]
+
+
+class ClipDataset(Dataset):
+    """Decodes a clip and cuts ``views`` random crops of it, seeded by (seed, epoch, index)."""
+
+    def __init__(self, sources: list[Source], sample_rate: int, clip_samples: int, views: int, seed: int) -> None:
+        self.sources, self.sample_rate, self.clip_samples = sources, sample_rate, clip_samples
+        self.views, self.seed = views, seed
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None] | None:
+        index, epoch = key
+        source = self.sources[index]
+        try:
+            wave = np.asarray(source.task.audio(source.item, self.sample_rate), dtype=np.float32)
+        except MusicrepError as exc:
+            warnings.warn(f"pre-training skips bad audio: {exc}", RuntimeWarning, stacklevel=2)
+            return None
+        if wave.size == 0:
+            return None
+        rng = np.random.default_rng([self.seed, epoch, index])
+        crops = np.stack([crop(wave, self.clip_samples, rng) for _ in range(self.views)])
+        return crops, source.target
+
+
+def collate(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        raise MusicrepError("a whole pre-training batch was bad audio; check the data")
+    waves = torch.from_numpy(np.stack([b[0] for b in batch]))
+    targets = None if batch[0][1] is None else torch.from_numpy(np.stack([b[1] for b in batch]))
+    return waves, targets
+
+
+class EpochBatches(Sampler):
+    """Batches of (index, epoch) from a per-epoch seeded permutation, from any step on.
+
+    Each rank takes its own slice of every global batch, so under DDP the ranks see disjoint
+    clips and together the same data as one process with the global batch.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, rank: int, world_size: int) -> None:
+        self.n, self.batch, self.seed, self.start = n, batch_size, seed, start_step
+        self.rank, self.world = rank, world_size
+        self.global_batch = batch_size * world_size
+        self.steps_per_epoch = n // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise MusicrepError(f"pre-training has {n} clips but one step needs {self.global_batch} "
+                                f"(batch_size x processes); lower batch_size or add data")
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start
+        while True:
+            epoch, position = divmod(step, self.steps_per_epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            first = position * self.global_batch + self.rank * self.batch
+            yield [(int(i), epoch) for i in order[first:first + self.batch]]
+            step += 1
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class TrainModule(nn.Module):
+    """Everything with parameters in one module, so DDP and the optimizer see it whole."""
+
+    def __init__(self, embedder: Embedder, objective: Objective, wave_augs: list[nn.Module],
+                 spec_augs: list[nn.Module]) -> None:
+        super().__init__()
+        self.embedder, self.objective = embedder, objective
+        self.wave_augs, self.spec_augs = nn.ModuleList(wave_augs), nn.ModuleList(spec_augs)
+
+    def forward(self, waves: torch.Tensor, targets: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        b, views, t = waves.shape
+        x = waves.transpose(0, 1).reshape(views * b, t)  # view-major: [view0 batch, view1 batch]
+        for aug in self.wave_augs:
+            x = aug(x, generator)
+        features = self.embedder.frontend(x)
+        for aug in self.spec_augs:
+            features = aug(features, generator)
+        embeddings = self.embedder.encoder(features)
+        return self.objective(list(embeddings.split(b)), targets)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state()}
+
+
+def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Module], sources: list[Source],
+          data: TrainingData, settings: TrainSettings, out_dir: Path, *, device: torch.device,
+          key: str, notify=None, progress: bool = True) -> dict[str, Any]:
+    """Pre-train in place; resumes from ``out_dir/last.pt`` when its key matches."""
+    distributed = init_from_env(device)
+    rank, world_size = world()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objective.setup(embedder.encoder.dim, data)
+    wave_augs = [a for a in augmentations if getattr(a, "domain", "wave") == "wave"]
+    spec_augs = [a for a in augmentations if getattr(a, "domain", "wave") == "spec"]
+    module = TrainModule(embedder, objective, wave_augs, spec_augs).to(device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
+    start = 0
+    last = out_dir / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=False)
+        if state.get("key") == key:
+            module.load_state_dict(state["module"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start = state["step"]
+    runner = nn.parallel.DistributedDataParallel(module) if distributed else module
+    if notify and is_main():
+        notify("musicrep_on_stage_start", stage="pretrain", info={"start_step": start, "steps": settings.steps})
+
+    clip_samples = round(settings.clip_seconds * embedder.sample_rate)
+    dataset = ClipDataset(sources, embedder.sample_rate, clip_samples, objective.views, settings.seed)
+    sampler = EpochBatches(len(sources), settings.batch_size, settings.seed, start, rank, world_size)
+    loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=settings.num_workers, collate_fn=collate,
+                             persistent_workers=settings.num_workers > 0))
+    autocast = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
+
+    def save(path: Path, step: int) -> None:
+        if not is_main():
+            return
+        with atomic.atomic_path(path) as tmp:
+            torch.save({"key": key, "step": step, "module": module.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
+
+    bar = tqdm(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
+               disable=not (progress and is_main()), dynamic_ncols=True)
+    started, clips, loss_value = time.perf_counter(), 0, float("nan")
+    module.train()
+    try:
+        for step in range(start, settings.steps):
+            waves, targets = next(loader)
+            waves = waves.to(device, non_blocking=True)
+            targets = None if targets is None else targets.to(device)
+            torch.manual_seed(settings.seed * 1_000_003 + step)  # dropout and the like
+            generator = torch.Generator(device=device).manual_seed(settings.seed * 7_919 + step)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = runner(waves, targets, generator)
+            if not torch.isfinite(loss):
+                raise MusicrepError(f"pre-training diverged at step {step} (loss {loss.item()}); "
+                                    f"lower lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_value = loss.item()
+            clips += len(waves) * world_size
+            rate = clips / (time.perf_counter() - started)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", clips_s=f"{rate:.1f}")
+            if notify and is_main():
+                notify("musicrep_on_train_step", step=step + 1,
+                       metrics={"loss": loss_value, "lr": scheduler.get_last_lr()[0], "clips_per_s": rate})
+            if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+                save(last, step + 1)
+    finally:
+        bar.close()
+    save(last, settings.steps)
+    barrier()
+    return {"steps": settings.steps, "resumed_from": start, "final_loss": loss_value,
+            "clips_per_s": clips / max(time.perf_counter() - started, 1e-9)}
+
+
+def training_key(description: dict[str, Any]) -> str:
+    return config_hash(description)

@@ -1,0 +1,43 @@
+"""Training logs through the lifecycle hooks: metrics per step to JSONL, and to TensorBoard
+when it is installed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from musicrep.hookspecs import hookimpl
+
+_writers: dict[str, Any] = {}
+
+
+def _tensorboard(run_dir: str) -> Any:
+    if run_dir not in _writers:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            _writers[run_dir] = None
+        else:
+            _writers[run_dir] = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+    return _writers[run_dir]
+
+
+@hookimpl
+def musicrep_on_stage_start(stage: str, run_dir: str, info: dict[str, Any]) -> None:
+    """A resumed run drops the log lines of steps after its checkpoint: they are redone."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if stage != "pretrain" or not path.exists():
+        return
+    start = info.get("start_step", 0)
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= start]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+@hookimpl
+def musicrep_on_train_step(step: int, metrics: dict[str, float], run_dir: str) -> None:
+    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    writer = _tensorboard(run_dir)
+    if writer is not None:
+        for name, value in metrics.items():
+            writer.add_scalar(f"pretrain/{name}", value, step)

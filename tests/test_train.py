@@ -1,0 +1,76 @@
+"""Pre-training: it learns, and a killed run resumes to the same model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from musicrep.model import Embedder
+from musicrep.objective import TrainingData
+from musicrep.plugins.encoders import FCN
+from musicrep.plugins.objectives import Supervised
+from musicrep.embed import encode_target
+from musicrep.train import Source, TrainSettings, train
+from pipeline_fakes import FrameFrontend, ToneTask
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt(nn.Module):
+    """A wave 'augmentation' that stops the run at a given call, as a kill would."""
+
+    domain = "wave"
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.calls, self.at = 0, at
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.at:
+            raise Crash
+        return x + 0.01 * torch.randn(x.shape, generator=generator)
+
+
+def setup(seed: int):
+    torch.manual_seed(seed)
+    embedder = Embedder(FrameFrontend(FrameFrontend.Config()), FCN(FCN.Config(channels=[4, 8], dim=16)),
+                        window=0.5, hop=0.25)
+    task = ToneTask(ToneTask.Config(per_class=8, seconds=1.0))
+    sources = [Source(task, it, encode_target(task.kind, task.label_names, it.labels)) for it in task.items()]
+    return embedder, task, sources
+
+
+def settings(seed: int, steps: int) -> TrainSettings:
+    return TrainSettings(steps=steps, batch_size=8, lr=3e-3, weight_decay=0.0, warmup_steps=2, grad_clip=1.0,
+                         clip_seconds=0.5, checkpoint_every=3, num_workers=0, precision="fp32", seed=seed)
+
+
+def test_killed_training_resumes_to_the_same_model(tmp_path: Path) -> None:
+    seed = int(torch.randint(0, 10_000, ()))
+    data = TrainingData("multiclass", 3)
+    whole, _, sources = setup(seed)
+    train(whole, Supervised(Supervised.Config()), [CrashAt(at=-1)], sources, data, settings(seed, 10),
+          tmp_path / "whole", device=torch.device("cpu"), key="k", progress=False)
+
+    resumed, _, sources = setup(seed)
+    with pytest.raises(Crash):
+        train(resumed, Supervised(Supervised.Config()), [CrashAt(at=8)], sources, data, settings(seed, 10),
+              tmp_path / "resumed", device=torch.device("cpu"), key="k", progress=False)
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["step"] == 6
+    fresh, _, sources = setup(seed)  # a new process: weights at init, state from the checkpoint
+    summary = train(fresh, Supervised(Supervised.Config()), [CrashAt(at=-1)], sources, data, settings(seed, 10),
+                    tmp_path / "resumed", device=torch.device("cpu"), key="k", progress=False)
+    assert summary["resumed_from"] == 6
+    a, b = whole.state_dict(), fresh.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    # a checkpoint made for another configuration is not resumed from
+    other, _, sources = setup(seed)
+    summary = train(other, Supervised(Supervised.Config()), [], sources, data, settings(seed, 2),
+                    tmp_path / "resumed", device=torch.device("cpu"), key="other", progress=False)
+    assert summary["resumed_from"] == 0
