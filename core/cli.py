@@ -41,13 +41,24 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             print("  (none)")
         width = max((len(n) for n in components), default=0)
         for name, info in sorted(components.items()):
-            print(f"  {name:<{width}}  [{info.package}]  {info.summary}")
+            size = f"  ({_parameter_count(info)})" if kind == "encoder" else ""
+            print(f"  {name:<{width}}  [{info.package}]  {info.summary}{size}")
     problems = registry.problems
     if problems:
         print("\nplugins that failed to load:")
         for problem in problems:
             print(f"  {problem}")
     return 0
+
+
+def _parameter_count(info) -> str:
+    """Parameters of the encoder at its default config: the size a user pays for."""
+    try:
+        module = info.create()
+        count = sum(p.numel() for p in module.parameters())
+    except Exception as exc:  # a plugin's constructor failing must not take the listing down
+        return f"size unknown: {type(exc).__name__}"
+    return f"{count / 1e6:.2f}M params" if count >= 1e5 else f"{count:,} params"
 
 
 def build_parser() -> argparse.ArgumentParser:
