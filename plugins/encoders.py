@@ -46,6 +46,57 @@ class FCN(nn.Module):
         return self.head(x)
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (He et al.'s basic residual block)."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(inplace=True),
+            nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False), nn.BatchNorm2d(outputs))
+        self.shortcut = nn.Identity() if stride == 1 and inputs == outputs else nn.Sequential(
+            nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """2-D ResNet over the spectrogram (basic blocks, global average pooling)."""
+
+    @dataclass
+    class Config:
+        channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+        blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+        dim: int = 256
+
+        def __post_init__(self) -> None:
+            if not self.channels or any(c <= 0 for c in self.channels):
+                raise invalid("channels", f"needs positive channel counts, got {self.channels}")
+            if len(self.blocks) != len(self.channels) or any(b <= 0 for b in self.blocks):
+                raise invalid("blocks", f"needs one positive block count per stage ({len(self.channels)} "
+                              f"stages), got {self.blocks}")
+            if self.dim <= 0:
+                raise invalid("dim", f"must be positive, got {self.dim}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config, self.dim = config, config.dim
+        stem = config.channels[0]
+        layers: list[nn.Module] = [nn.BatchNorm2d(1), nn.Conv2d(1, stem, 3, 1, 1, bias=False),
+                                   nn.BatchNorm2d(stem), nn.ReLU(inplace=True)]
+        previous = stem
+        for i, (channels, blocks) in enumerate(zip(config.channels, config.blocks)):
+            for b in range(blocks):
+                layers.append(BasicBlock(previous, channels, 2 if b == 0 and i > 0 else 1))
+                previous = channels
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(previous, config.dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(features.unsqueeze(1)).mean(dim=(2, 3)))
+
+
 class MelStats(nn.Module):
     """Hand-crafted baseline: mean and std over time of the features and of their MFCCs."""
 
@@ -81,4 +132,4 @@ class MelStats(nn.Module):
 
 @hookimpl
 def musicrep_encoders() -> Factories:
-    return {"fcn": FCN, "mel-stats": MelStats}
+    return {"fcn": FCN, "resnet": ResNet, "mel-stats": MelStats}
