@@ -74,3 +74,25 @@ def test_killed_training_resumes_to_the_same_model(tmp_path: Path) -> None:
     summary = train(other, Supervised(Supervised.Config()), [], sources, data, settings(seed, 2),
                     tmp_path / "resumed", device=torch.device("cpu"), key="other", progress=False)
     assert summary["resumed_from"] == 0
+
+
+def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+    from ddp_worker import pretrain_rank
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    seed = int(torch.randint(0, 10_000, ()))
+    mp.spawn(pretrain_rank, args=(2, port, str(tmp_path), seed), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert rank0["summary"]["steps"] == 4
+    initial, _, _ = setup(seed)
+    for name, value in rank0["state"].items():
+        torch.testing.assert_close(value, rank1["state"][name], msg=name)  # DDP kept the ranks in step
+    trained = [n for n, v in rank0["state"].items() if v.is_floating_point()
+               and not torch.equal(v, dict(initial.named_parameters())[n])]
+    assert trained, "training changed no weight"
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 4

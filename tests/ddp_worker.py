@@ -1,0 +1,24 @@
+"""A pre-training process for the DDP test (imported by spawned children)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def pretrain_rank(rank: int, world_size: int, port: int, out: str, seed: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from musicrep.objective import TrainingData
+    from musicrep.plugins.objectives import Supervised
+    from musicrep.train import train
+    from test_train import settings, setup
+
+    embedder, _, sources = setup(seed)
+    summary = train(embedder, Supervised(Supervised.Config()), [], sources, TrainingData("multiclass", 3),
+                    settings(seed, 4), Path(out), device=torch.device("cpu"), key="ddp", progress=False)
+    params = {n: p.detach() for n, p in embedder.named_parameters()}  # BN running stats stay per rank
+    torch.save({"state": params, "summary": summary}, Path(out) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
