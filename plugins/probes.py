@@ -123,6 +123,123 @@ class KNNProbe(Probe):
         return self.model.scores(x)
 
 
+class _MLP:
+    """One MLP probe configuration, trained with Adam, warm-up then cosine decay, early stopping."""
+
+    def __init__(self, kind: str, hidden: int, lr: float, weight_decay: float, dropout: float, epochs: int,
+                 patience: int, batch_size: int, seed: int, score: Score) -> None:
+        self.kind, self.hidden, self.lr, self.weight_decay, self.dropout = kind, hidden, lr, weight_decay, dropout
+        self.epochs, self.patience, self.batch_size, self.seed, self.score = epochs, patience, batch_size, seed, score
+
+    def _loss(self, logits, y):
+        import torch.nn.functional as F
+
+        if self.kind == "multiclass":
+            return F.cross_entropy(logits, y.argmax(dim=1))
+        if self.kind == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits, y)
+        return F.mse_loss(logits, y)
+
+    def fit(self, train: Split, valid: Split) -> float:
+        import math
+
+        import torch
+        from torch import nn
+
+        generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        d, out = train.x.shape[1], train.y.shape[1]
+        layers = [nn.Dropout(self.dropout)]
+        layers += [nn.Linear(d, self.hidden), nn.ReLU(), nn.Dropout(self.dropout), nn.Linear(self.hidden, out)] \
+            if self.hidden else [nn.Linear(d, out)]
+        self.net = nn.Sequential(*layers)
+        x, y = torch.from_numpy(train.x), torch.from_numpy(train.y).float()
+        steps_per_epoch = max(1, math.ceil(len(x) / self.batch_size))
+        total, warmup = self.epochs * steps_per_epoch, steps_per_epoch
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+            1 + math.cos(math.pi * min(1.0, s / total))))
+        best, best_state, waited = -np.inf, None, 0
+        for _ in range(self.epochs):
+            self.net.train()
+            for idx in torch.randperm(len(x), generator=generator).split(self.batch_size):
+                optimizer.zero_grad()
+                self._loss(self.net(x[idx]), y[idx]).backward()
+                optimizer.step()
+                schedule.step()
+            value = self.score(valid.y, self.scores(valid.x))
+            if value > best:
+                best, waited = value, 0
+                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        self.net.load_state_dict(best_state)
+        return best
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.net.eval()
+        with torch.no_grad():
+            logits = self.net(torch.from_numpy(x))
+        if self.kind == "multiclass":
+            return torch.softmax(logits, dim=1).numpy()
+        if self.kind == "multilabel":
+            return torch.sigmoid(logits).numpy()
+        return logits.numpy()
+
+
+class MLPProbe(Probe):
+    """PyTorch MLP (none or one hidden layer), grid-searched on valid with early stopping."""
+
+    @dataclass
+    class Config:
+        hidden: list[int] = field(default_factory=lambda: [0, 512])   # 0: no hidden layer (linear)
+        lr: list[float] = field(default_factory=lambda: [1e-3, 1e-4])
+        weight_decay: list[float] = field(default_factory=lambda: [0.0, 1e-3])
+        dropout: list[float] = field(default_factory=lambda: [0.25])
+        epochs: int = 100
+        patience: int = 10
+        batch_size: int = 256
+
+        def __post_init__(self) -> None:
+            for key in ("hidden", "lr", "weight_decay", "dropout"):
+                if not getattr(self, key):
+                    raise invalid(key, "needs at least one value")
+            if any(h < 0 for h in self.hidden):
+                raise invalid("hidden", f"layer widths must be >= 0, got {self.hidden}")
+            if any(v <= 0 for v in self.lr):
+                raise invalid("lr", f"must be positive, got {self.lr}")
+            if any(v < 0 for v in self.weight_decay):
+                raise invalid("weight_decay", f"must not be negative, got {self.weight_decay}")
+            if any(not 0 <= v < 1 for v in self.dropout):
+                raise invalid("dropout", f"must be in [0, 1), got {self.dropout}")
+            for key in ("epochs", "patience", "batch_size"):
+                if getattr(self, key) <= 0:
+                    raise invalid(key, f"must be positive, got {getattr(self, key)}")
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def fit(self, train: Split, valid: Split, kind: str, score: Score, seed: int) -> dict[str, Any]:
+        c = self.config
+        grid = [{"hidden": h, "lr": lr, "weight_decay": wd, "dropout": dr}
+                for h in c.hidden for lr in c.lr for wd in c.weight_decay for dr in c.dropout]
+        best_value = -np.inf
+        for params in grid:
+            model = _MLP(kind, epochs=c.epochs, patience=c.patience, batch_size=c.batch_size, seed=seed,
+                         score=score, **params)
+            value = model.fit(train, valid)
+            if value > best_value:
+                best_value, self.model, chosen = value, model, params
+        return {**chosen, "valid_score": float(best_value)}
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.scores(x)
+
+
 @hookimpl
 def musicrep_probes() -> Factories:
-    return {"linear": LinearProbe, "knn": KNNProbe}
+    return {"linear": LinearProbe, "mlp": MLPProbe, "knn": KNNProbe}

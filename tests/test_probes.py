@@ -1,0 +1,71 @@
+"""Probes find the structure in embeddings where there is some, for every task kind."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import musicrep
+from musicrep.probing import Split, probe_store, standardise
+from musicrep.store import StoreWriter, TrackEmbedding
+
+
+def clustered(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings whose targets depend on them (linearly, plus noise)."""
+    d, c = 12, 4
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    w = rng.standard_normal((d, c))
+    logits = x @ w
+    if kind == "multiclass":
+        y = np.eye(c)[logits.argmax(1)]
+    elif kind == "multilabel":
+        y = (logits > 0.5).astype(np.float32)
+    else:
+        y = (logits[:, :2] + 0.1 * rng.standard_normal((n, 2))).astype(np.float32)
+    return x, y.astype(np.float32)
+
+
+@pytest.mark.parametrize("kind, metric, floor", [("multiclass", "accuracy", 0.7), ("multilabel", "roc_auc", 0.85),
+                                                 ("regression", "r2", 0.7)])
+@pytest.mark.parametrize("probe, config", [("linear", {}), ("knn", {"k_grid": [5, 15]}),
+                                           ("mlp", {"hidden": [0, 32], "lr": [1e-2], "weight_decay": [0.0],
+                                                    "epochs": 25, "patience": 5})])
+def test_probes_beat_chance_through_a_store(tmp_path: Path, kind: str, metric: str, floor: float, probe: str,
+                                            config: dict) -> None:
+    rng = np.random.default_rng()
+    x, y = clustered(kind, 400, rng)
+    labels = [f"l{i}" for i in range(y.shape[1])]
+    writer = StoreWriter(tmp_path / "s.h5", {"m": 1}, kind=kind, label_names=labels)
+    for i in range(len(x)):
+        split = "test" if i % 4 == 0 else "train"  # no valid split: carved from train
+        writer.add(TrackEmbedding(str(i), split, y[i], x[i:i + 1], np.zeros(1, np.float32)))
+    writer.finish()
+    result = probe_store(tmp_path / "s.h5", musicrep.get_component("probe", probe, **config), seed=0,
+                         probe_name=probe)
+    assert result["primary"] == metric and result["n"]["test"] == 100
+    if probe == "knn":
+        floor -= 0.2  # neighbours in 12-d follow a linear boundary less well than a linear model
+    assert result["metrics"]["test"][metric] > floor, result
+
+
+def test_shuffled_targets_give_chance_level() -> None:
+    rng = np.random.default_rng()
+    x, y = clustered("multiclass", 600, rng)
+    y_shuffled = y[rng.permutation(len(y))]
+    probe = musicrep.get_component("probe", "linear")
+    xs = standardise(x[:400], x[400:500], x[500:])
+    probe.fit(Split(xs[0], y_shuffled[:400]), Split(xs[1], y_shuffled[400:500]), "multiclass",
+              lambda t, s: float(np.mean(t.argmax(1) == s.argmax(1))), 0)
+    acc = np.mean(probe.predict(xs[2]).argmax(1) == y_shuffled[500:].argmax(1))
+    assert acc < 0.5  # 4 classes: chance is about 0.25-0.4 given class imbalance
+
+
+def test_standardise_uses_train_statistics() -> None:
+    rng = np.random.default_rng()
+    train = rng.normal(3.0, 2.0, (200, 5))
+    test = rng.normal(3.0, 2.0, (50, 5)) + 10
+    a, b = standardise(train, test)
+    np.testing.assert_allclose(a.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(a.std(0), 1, atol=1e-4)
+    assert b.mean() > 3  # shifted by the train statistics, not re-centred
