@@ -86,6 +86,7 @@ setup(
         "soundfile>=0.12",
         "soxr>=0.3",
         "tqdm>=4.60",
+        "matplotlib>=3.6",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10"],

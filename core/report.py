@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from musicrep import atomic
+from musicrep.plots import bar_charts, pca_scatter
 
 
 def collect(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -54,7 +55,7 @@ def format_table(header: list[str], body: list[list[str]], markdown: bool = Fals
 
 
 def write_report(run_dir: str | Path) -> str:
-    """Write report.md, results.json and results.csv into ``run_dir``; return the text table."""
+    """Write report.md, results.json, results.csv and plots/ into ``run_dir``; return the text table."""
     run_dir = Path(run_dir)
     rows = collect(run_dir)
     header, body = table(rows)
@@ -68,4 +69,9 @@ def write_report(run_dir: str | Path) -> str:
     writer.writeheader()
     writer.writerows(rows)
     atomic.write_text(run_dir / "results.csv", buffer.getvalue())
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    bar_charts(rows, plots)
+    for store in sorted(run_dir.glob("embeddings/*/*.h5")):
+        pca_scatter(store, plots / f"pca-{store.parent.name}-{store.stem}.png")
     return text

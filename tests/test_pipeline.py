@@ -98,3 +98,19 @@ def test_probe_for_an_unservable_kind_fails_before_work(tmp_path: Path, registry
     with pytest.raises(ConfigError, match="probe 'linear' cannot serve task 'tones'"):
         run_pipeline(path, registry=registry)
     assert not (tmp_path / "runs" / "tiny" / "embeddings").exists()
+
+
+def test_report_command_rewrites_the_report_with_plots(tmp_path: Path, registry: Registry) -> None:
+    from musicrep.cli import main
+
+    path = write_pipeline(tmp_path)
+    run_pipeline(path, registry=registry)
+    run_dir = tmp_path / "runs" / "tiny"
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert "| tones" in (run_dir / "report.md").read_text()
+    plots = {p.name for p in (run_dir / "plots").glob("*.png")}
+    assert {"tones-linear.png", "tones-knn.png", "pca-small-tones.png", "pca-other-tones.png"} <= plots
+    rows = json.loads((run_dir / "results.json").read_text())
+    assert {r["model"] for r in rows} == {"small", "other"}
+    assert main(["report", str(tmp_path)]) == 2  # not a run directory: a clear error
