@@ -50,39 +50,69 @@ def split_valid(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
-def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | None = None, seed: int = 0,
-                probe_name: str = "probe") -> dict[str, Any]:
-    """Train ``probe`` on a finished store's train split and report its metrics on valid and test."""
-    with EmbeddingStore(store_path) as store:
-        kind = store.kind
-        if kind not in probe.kinds:
-            raise MusicrepError(f"probe '{probe_name}' cannot serve {kind} tasks (it serves: "
-                                f"{', '.join(probe.kinds)})")
-        splits = set(store.splits.tolist())
-        if "train" not in splits or "test" not in splits:
-            raise MusicrepError(f"{store_path}: a probe needs 'train' and 'test' items; the store has "
-                                f"{', '.join(sorted(splits)) or 'none'}")
-        x_train, y_train = store.embeddings("train"), store.targets("train")
-        x_test, y_test = store.embeddings("test"), store.targets("test")
-        if "valid" in splits:
-            x_valid, y_valid = store.embeddings("valid"), store.targets("valid")
-        else:
-            tr, va = split_valid(len(x_train), 0.15, seed)
-            x_train, y_train, x_valid, y_valid = x_train[tr], y_train[tr], x_train[va], y_train[va]
-        label_names = store.label_names
-    metric_names = list(metrics or DEFAULT_METRICS[kind])
+def _fit_and_score(probe: Probe, kind: str, label_names: list[str], metric_names: list[str], seed: int,
+                   train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray],
+                   test: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     primary = get_metric(metric_names[0])
-    x_train, x_valid, x_test = standardise(x_train, x_valid, x_test)
+    x_train, x_valid, x_test = standardise(train[0], valid[0], test[0])
 
     def score(targets: np.ndarray, scores: np.ndarray) -> float:
         value = primary(targets, scores, label_names)
         return -np.inf if np.isnan(value) else value
 
-    chosen = probe.fit(Split(x_train, y_train), Split(x_valid, y_valid), kind, score, seed)
+    chosen = probe.fit(Split(x_train, train[1]), Split(x_valid, valid[1]), kind, score, seed)
     results = {}
-    for split_name, (x, y) in {"valid": (x_valid, y_valid), "test": (x_test, y_test)}.items():
+    for split_name, (x, y) in {"valid": (x_valid, valid[1]), "test": (x_test, test[1])}.items():
         scores = probe.predict(x)
         results[split_name] = {m: get_metric(m)(y, scores, label_names) for m in metric_names}
+    return chosen, results
+
+
+def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | None = None, seed: int = 0,
+                probe_name: str = "probe") -> dict[str, Any]:
+    """Train ``probe`` on a finished store and report its metrics on valid and test.
+
+    Stores with train/test splits (valid optional: carved from train when absent) are probed
+    once. Stores whose splits are folds (k-fold tasks, no split named train) are probed once
+    per fold: that fold is the test set, the next one the valid set, the rest train; the
+    metrics are averaged over folds.
+    """
+    with EmbeddingStore(store_path) as store:
+        kind, label_names = store.kind, store.label_names
+        if kind not in probe.kinds:
+            raise MusicrepError(f"probe '{probe_name}' cannot serve {kind} tasks (it serves: "
+                                f"{', '.join(probe.kinds)})")
+        x_all, y_all, splits = store.embeddings(), store.targets(), store.splits
+    names = sorted(set(splits.tolist()))
+    metric_names = list(metrics or DEFAULT_METRICS[kind])
+    common = dict(probe=probe, kind=kind, label_names=label_names, metric_names=metric_names, seed=seed)
+    if "train" in names and "test" in names:
+        train = splits == "train"
+        if "valid" in names:
+            valid = splits == "valid"
+        else:
+            tr, va = split_valid(int(train.sum()), 0.15, seed)
+            idx = np.flatnonzero(train)
+            train, valid = np.isin(np.arange(len(splits)), idx[tr]), np.isin(np.arange(len(splits)), idx[va])
+        test = splits == "test"
+        chosen, results = _fit_and_score(**common, train=(x_all[train], y_all[train]),
+                                         valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
+        counts = {"train": int(train.sum()), "valid": int(valid.sum()), "test": int(test.sum())}
+    elif "train" not in names and len(names) >= 3:
+        per_fold, chosen = [], []
+        for i, fold in enumerate(names):
+            test, valid = splits == fold, splits == names[(i + 1) % len(names)]
+            train = ~(test | valid)
+            c, r = _fit_and_score(**common, train=(x_all[train], y_all[train]),
+                                  valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
+            per_fold.append(r)
+            chosen.append(c)
+        results = {split: {m: float(np.mean([r[split][m] for r in per_fold])) for m in metric_names}
+                   for split in ("valid", "test")}
+        chosen = {"folds": chosen}
+        counts = {"folds": len(names), "items": len(splits)}
+    else:
+        raise MusicrepError(f"{store_path}: a probe needs 'train' and 'test' items, or at least 3 folds; "
+                            f"the store has splits: {', '.join(names) or 'none'}")
     return {"probe": probe_name, "kind": kind, "primary": metric_names[0], "chosen": chosen,
-            "metrics": results, "n": {"train": len(x_train), "valid": len(x_valid), "test": len(x_test)},
-            "seed": seed}
+            "metrics": results, "n": counts, "seed": seed}

@@ -154,6 +154,10 @@ class _MLP:
             if self.hidden else [nn.Linear(d, out)]
         self.net = nn.Sequential(*layers)
         x, y = torch.from_numpy(train.x), torch.from_numpy(train.y).float()
+        # regression targets are learnt standardised (then mapped back), so one lr grid fits all scales
+        self.y_mean = y.mean(dim=0) if self.kind == "regression" else torch.zeros(())
+        self.y_std = y.std(dim=0).clamp(min=1e-8) if self.kind == "regression" and len(y) > 1 else torch.ones(())
+        y = (y - self.y_mean) / self.y_std
         steps_per_epoch = max(1, math.ceil(len(x) / self.batch_size))
         total, warmup = self.epochs * steps_per_epoch, steps_per_epoch
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -188,7 +192,7 @@ class _MLP:
             return torch.softmax(logits, dim=1).numpy()
         if self.kind == "multilabel":
             return torch.sigmoid(logits).numpy()
-        return logits.numpy()
+        return (logits * self.y_std + self.y_mean).numpy()
 
 
 class MLPProbe(Probe):

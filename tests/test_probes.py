@@ -30,7 +30,7 @@ def clustered(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
                                                  ("regression", "r2", 0.7)])
 @pytest.mark.parametrize("probe, config", [("linear", {}), ("knn", {"k_grid": [5, 15]}),
                                            ("mlp", {"hidden": [0, 32], "lr": [1e-2], "weight_decay": [0.0],
-                                                    "epochs": 25, "patience": 5})])
+                                                    "epochs": 40, "patience": 8})])
 def test_probes_beat_chance_through_a_store(tmp_path: Path, kind: str, metric: str, floor: float, probe: str,
                                             config: dict) -> None:
     rng = np.random.default_rng()
@@ -69,3 +69,15 @@ def test_standardise_uses_train_statistics() -> None:
     np.testing.assert_allclose(a.mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(a.std(0), 1, atol=1e-4)
     assert b.mean() > 3  # shifted by the train statistics, not re-centred
+
+
+def test_kfold_stores_are_probed_fold_by_fold(tmp_path: Path) -> None:
+    rng = np.random.default_rng()
+    x, y = clustered("multiclass", 300, rng)
+    writer = StoreWriter(tmp_path / "k.h5", {"m": 1}, kind="multiclass", label_names=list("abcd"))
+    for i in range(len(x)):
+        writer.add(TrackEmbedding(str(i), f"fold{i % 5:02d}", y[i], x[i:i + 1], np.zeros(1, np.float32)))
+    writer.finish()
+    result = probe_store(tmp_path / "k.h5", musicrep.get_component("probe", "linear"), probe_name="linear")
+    assert result["n"] == {"folds": 5, "items": 300} and len(result["chosen"]["folds"]) == 5
+    assert result["metrics"]["test"]["accuracy"] > 0.7
