@@ -23,7 +23,8 @@ class CsvTask(Task):
     @dataclass
     class Config:
         path: str
-        kind: Literal["multiclass", "multilabel", "regression"] = "multiclass"
+        # "kind" would clash with get_component(kind, name, **config); HEAR says prediction_type
+        prediction_type: Literal["multiclass", "multilabel", "regression"] = "multiclass"
         path_column: str = "path"
         label_columns: list[str] = field(default_factory=lambda: ["label"])
         separator: str = ";"  # between labels of a multilabel row
@@ -36,8 +37,8 @@ class CsvTask(Task):
         def __post_init__(self) -> None:
             if not self.label_columns:
                 raise invalid("label_columns", "name at least one column")
-            if self.kind != "regression" and len(self.label_columns) != 1:
-                raise invalid("label_columns", f"a {self.kind} task takes one label column "
+            if self.prediction_type != "regression" and len(self.label_columns) != 1:
+                raise invalid("label_columns", f"a {self.prediction_type} task takes one label column "
                               f"(';'-separated labels for multilabel), got {self.label_columns}")
             if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) \
                     or self.split_ratios[0] <= 0 or self.split_ratios[2] <= 0:
@@ -52,11 +53,11 @@ class CsvTask(Task):
         self.file = require_file(config.path, "a manifest CSV with a header row (columns "
                                  f"{config.path_column}, {', '.join(config.label_columns)}"
                                  f"[, {config.split_column}])")
-        self.kind = config.kind
-        self.metrics = metric_names(config.kind, config.metrics)
+        self.kind = config.prediction_type
+        self.metrics = metric_names(config.prediction_type, config.metrics)
         self.sample_rate = config.sample_rate
         self._rows = self._read()
-        if config.kind == "regression":
+        if config.prediction_type == "regression":
             self.label_names = list(config.label_columns)
         else:
             self.label_names = vocabulary(self._parse(row, n) for n, row in self._rows)
@@ -85,14 +86,14 @@ class CsvTask(Task):
         if not rel:
             raise TaskDataError(f"{self.file}, line {line}: empty {c.path_column!r}")
         values = [(row.get(col) or "").strip() for col in c.label_columns]
-        if c.kind == "regression":
+        if c.prediction_type == "regression":
             try:
                 labels = [float(v) for v in values]
             except ValueError:
                 raise TaskDataError(f"{self.file}, line {line}: targets {values} are not all numbers") from None
             if not all(math.isfinite(v) for v in labels):
                 raise TaskDataError(f"{self.file}, line {line}: targets {values} are not finite")
-        elif c.kind == "multilabel":
+        elif c.prediction_type == "multilabel":
             labels = sorted({v.strip() for v in values[0].split(c.separator) if v.strip()})
         else:
             if not values[0]:
