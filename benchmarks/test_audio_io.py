@@ -40,7 +40,7 @@ def pcm():
 
 
 @pytest.mark.benchmark(group="int16 stereo -> float mono, 30 s 44.1k")
-def test_pcm_numba(benchmark, pcm):
+def test_pcm_musicrep_numba(benchmark, pcm):
     benchmark(pcm_to_mono, pcm)
 
 
@@ -60,7 +60,7 @@ def wave():
 
 
 @pytest.mark.benchmark(group="frame 30 s at 16k: 3 s windows, 2 s hop")
-def test_frame_numba(benchmark, wave):
+def test_frame_musicrep(benchmark, wave):
     benchmark(frame, wave, 3 * SR, 2 * SR)
 
 
@@ -90,7 +90,7 @@ def test_frame_librosa(benchmark, wave):
 
 
 @pytest.mark.benchmark(group="64 random 3 s crops of 30 s at 16k")
-def test_crops_numba(benchmark, wave):
+def test_crops_musicrep(benchmark, wave):
     starts = np.random.default_rng(3).integers(0, wave.shape[0] - 3 * SR, size=64)
     benchmark(crop, wave, starts, 3 * SR)
 
