@@ -105,6 +105,21 @@ class Task:
         present = {item.split for item in self.items()}
         return [s for s in STANDARD_SPLITS if s in present] + sorted(present - set(STANDARD_SPLITS))
 
+    def fold_roles(self, test_fold: int) -> dict[str, list[str]]:
+        """For k-fold tasks, HEAR's rotation: fold ``test_fold`` tests, the next one validates,
+        the rest train. A train/valid/test task has one arrangement (``test_fold`` 0)."""
+        if self.split_mode != "kfold":
+            if test_fold != 0:
+                raise ValueError(f"{self.name} has fixed train/valid/test splits; test_fold must be 0")
+            return {"train": ["train"], "valid": ["valid"] if "valid" in self.splits else [],
+                    "test": ["test"]}
+        folds = self.splits
+        if not 0 <= test_fold < len(folds):
+            raise ValueError(f"{self.name}: test_fold must be in 0..{len(folds) - 1}, got {test_fold}")
+        valid = folds[(test_fold + 1) % len(folds)]
+        return {"train": [f for f in folds if f not in (folds[test_fold], valid)], "valid": [valid],
+                "test": [folds[test_fold]]}
+
     def audio(self, item: Item, sample_rate: int) -> np.ndarray:
         """Mono float32 samples of ``item`` at ``sample_rate``; raises ``BadAudioError``."""
         from musicrep.audio import load

@@ -11,7 +11,7 @@ import soundfile as sf
 from musicrep import MusicrepError
 from musicrep.audio import (AudioInfo, BadAudioError, BadAudioPolicy, crop, fit_length, frame, info,
                             load, mix_to_mono, pcm_to_float, pcm_to_mono, random_crop,
-                            random_crop_starts, resample)
+                            random_crop_starts, random_segment, resample)
 from musicrep.audio import kernels, reference
 
 
@@ -92,6 +92,23 @@ def test_offset_and_duration_select_a_segment(tmp_path, nprng):
     assert tail.shape[0] == sr // 2
     with pytest.raises(BadAudioError, match="past the end"):
         load(path, sr, offset=5.0)
+
+
+def test_random_segment_decodes_a_window_of_the_file(tmp_path, nprng):
+    sr = 8000
+    ramp = (np.arange(2 * sr) / (4 * sr)).astype(np.float32)  # each sample tells its position
+    path = tmp_path / "ramp.wav"
+    sf.write(path, ramp, sr, subtype="FLOAT")
+    starts = set()
+    for _ in range(5):
+        seg = random_segment(path, sr, 0.5, nprng)
+        assert seg.shape == (sr // 2,)
+        start = int(round(seg[0] * 4 * sr))
+        np.testing.assert_allclose(seg, ramp[start:start + sr // 2], atol=1e-7)
+        starts.add(start)
+    assert len(starts) > 1
+    short = random_segment(path, sr, 3.0, nprng)  # longer than the file: padded
+    assert short.shape == (3 * sr,) and not short[2 * sr:].any()
 
 
 def test_bad_files_are_named(tmp_path):

@@ -113,6 +113,7 @@ def test_hear_trainvaltest(tmp_path):
     assert task.audio(item, 22050).shape == (1102,)  # read from the 22050/ copy
     assert task.audio(item, 8000).shape == (400,)  # resampled
     np.testing.assert_array_equal(task.targets(task.items("train")), [0, 1, 2])
+    assert task.fold_roles(0) == {"train": ["train"], "valid": ["valid"], "test": ["test"]}
 
 
 def test_hear_kfold_and_multilabel(tmp_path):
@@ -121,6 +122,7 @@ def test_hear_kfold_and_multilabel(tmp_path):
     assert task.split_mode == "kfold" and task.splits == ["fold00", "fold01", "fold02"]
     assert task.kind == "multilabel" and task.metrics == ["pr_auc", "roc_auc"]
     assert "/22050/" in task.items("fold01")[0].path
+    assert task.fold_roles(2) == {"train": ["fold01"], "valid": ["fold00"], "test": ["fold02"]}
     assert task.targets(task.items("fold00")).shape == (3, 3)
 
 

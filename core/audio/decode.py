@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from musicrep.audio.kernels import mix_to_mono, pcm_to_mono
+from musicrep.audio.kernels import fit_length, mix_to_mono, pcm_to_mono
 from musicrep.errors import MusicrepError
 
 _INT_SUBTYPES = {"PCM_16": "int16", "PCM_24": "int32", "PCM_32": "int32"}
@@ -118,3 +118,17 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
     if not np.isfinite(wave).all():
         raise BadAudioError(p, "holds NaN or infinite samples")
     return resample(wave, rate, sample_rate)
+
+
+def random_segment(path: str | Path, sample_rate: int, seconds: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """``seconds`` of ``path`` from a uniform random start, decoding only that stretch (the
+    header gives the length); zero-padded at the end when the file is shorter."""
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be positive, got {seconds!r}")
+    meta = info(path)
+    length = int(round(seconds * sample_rate))
+    latest = max(meta.frames - int(round(seconds * meta.sample_rate)), 0)
+    offset = int(rng.integers(0, latest + 1)) / meta.sample_rate
+    wave = load(path, sample_rate, offset=offset, duration=seconds)
+    return fit_length(wave, length)
