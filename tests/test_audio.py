@@ -266,3 +266,12 @@ def test_kernel_arguments_are_checked():
                        (lambda: mix_to_mono(np.zeros((4, 2), np.int16)), "pcm_to_mono")]:
         with pytest.raises(ValueError, match=name):
             call()
+
+
+def test_without_numba_the_numpy_twins_serve(monkeypatch, nprng):
+    x = nprng.integers(-32768, 32767, size=(500, 2)).astype(np.int16)
+    compiled = (pcm_to_mono(x), pcm_to_float(x), mix_to_mono(pcm_to_float(x)))
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", False)
+    fallback = (pcm_to_mono(x), pcm_to_float(x), mix_to_mono(pcm_to_float(x)))
+    for a, b in zip(compiled, fallback):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
