@@ -1,0 +1,263 @@
+"""The task abstraction: labelled audio items with splits, a kind, a vocabulary and metrics.
+
+A task plugin subclasses ``Task`` and implements ``load_items`` (and, for audio that is not a
+file, ``audio``). The embed stage asks a task for its items and their audio; the probe stage
+asks for the kind, the label vocabulary, the targets and the metrics. Splits are named
+``train``/``valid``/``test``, or fold names for k-fold tasks (``split_mode == "kfold"``: each
+fold is the test set once, the others train).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from musicrep.errors import MusicrepError
+
+Kind = Literal["multiclass", "multilabel", "regression"]
+KINDS: tuple[str, ...] = ("multiclass", "multilabel", "regression")
+STANDARD_SPLITS: tuple[str, ...] = ("train", "valid", "test")
+#: Default metric names per kind, primary first (the metrics module implements them).
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "multiclass": ["accuracy"],
+    "multilabel": ["roc_auc", "pr_auc"],
+    "regression": ["r2"],
+}
+KEY_METRICS: list[str] = ["key_weighted", "accuracy"]
+
+#: Canonical spelling of the 12 tonics (as the devbench key task writes them).
+TONICS: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+KEY_NAMES: tuple[str, ...] = tuple(f"{t} {m}" for m in ("major", "minor") for t in TONICS)
+_LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]*)\s*[:\s]\s*(major|minor|maj|min)\s*$", re.IGNORECASE)
+
+
+class TaskDataError(MusicrepError):
+    """A task's local copy is missing a file or holds one that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled clip: a file (or, for generated tasks, none) and a segment of it.
+
+    ``labels`` holds label names (one for multiclass, any number for multilabel) or, for
+    regression, one float per target. ``start``/``end`` (seconds) select a segment.
+    """
+
+    id: str
+    path: str | None
+    labels: list = field(default_factory=list)
+    split: str = "train"
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds of the segment, or None for the whole file."""
+        if self.end is None:
+            return None
+        return self.end - (self.start or 0.0)
+
+
+class Task:
+    """Base of every task. Subclasses set ``kind``, ``label_names``, ``metrics`` and implement
+    ``load_items``; items are loaded once, on first use, and checked against the vocabulary."""
+
+    kind: str = "multiclass"
+    label_names: list[str] = []
+    metrics: list[str] = []
+    #: The rate the task's audio is stored at, when known: a hint, ``audio`` resamples anyway.
+    sample_rate: int | None = None
+    split_mode: Literal["trainvaltest", "kfold"] = "trainvaltest"
+
+    def __init__(self) -> None:
+        self._items: list[Item] | None = None
+
+    # -- for subclasses -----------------------------------------------------------------
+    def load_items(self) -> list[Item]:
+        raise NotImplementedError
+
+    # -- the contract ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def items(self, split: str | None = None) -> list[Item]:
+        """Every item, or those of one split (an unknown split name is an error)."""
+        if self._items is None:
+            items = list(self.load_items())
+            check_items(items, self.kind, self.label_names, source=self.name)
+            self._items = items
+        if split is None:
+            return list(self._items)
+        if split not in self.splits:
+            raise ValueError(f"{self.name} has no split {split!r}; its splits: {', '.join(self.splits)}")
+        return [item for item in self._items if item.split == split]
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names present, train/valid/test first, then folds in sorted order."""
+        present = {item.split for item in self.items()}
+        return [s for s in STANDARD_SPLITS if s in present] + sorted(present - set(STANDARD_SPLITS))
+
+    def fold_roles(self, test_fold: int) -> dict[str, list[str]]:
+        """For k-fold tasks, HEAR's rotation: fold ``test_fold`` tests, the next one validates,
+        the rest train. A train/valid/test task has one arrangement (``test_fold`` 0)."""
+        if self.split_mode != "kfold":
+            if test_fold != 0:
+                raise ValueError(f"{self.name} has fixed train/valid/test splits; test_fold must be 0")
+            return {"train": ["train"], "valid": ["valid"] if "valid" in self.splits else [],
+                    "test": ["test"]}
+        folds = self.splits
+        if not 0 <= test_fold < len(folds):
+            raise ValueError(f"{self.name}: test_fold must be in 0..{len(folds) - 1}, got {test_fold}")
+        valid = folds[(test_fold + 1) % len(folds)]
+        return {"train": [f for f in folds if f not in (folds[test_fold], valid)], "valid": [valid],
+                "test": [folds[test_fold]]}
+
+    def audio(self, item: Item, sample_rate: int) -> np.ndarray:
+        """Mono float32 samples of ``item`` at ``sample_rate``; raises ``BadAudioError``."""
+        from musicrep.audio import load
+
+        if item.path is None:
+            raise ValueError(f"{self.name}: item {item.id!r} has no file and this task cannot "
+                             "generate audio")
+        return load(item.path, sample_rate, offset=item.start or 0.0, duration=item.duration)
+
+    def targets(self, items: Sequence[Item]) -> np.ndarray:
+        """Probe targets: class indices [N] (multiclass), multi-hot [N, L] (multilabel) or
+        float values [N, targets] (regression), in ``label_names`` order."""
+        return encode_targets(items, self.kind, self.label_names)
+
+    def missing_files(self, limit: int | None = None) -> list[str]:
+        """Audio files the items name that are not on disk (first ``limit``)."""
+        missing = []
+        for item in self.items():
+            if item.path is not None and not Path(item.path).is_file():
+                missing.append(item.path)
+                if limit is not None and len(missing) >= limit:
+                    break
+        return missing
+
+    def fingerprint(self) -> str:
+        """A content hash of the items, labels, splits and kind: the embed cache's task key."""
+        payload = {"kind": self.kind, "labels": list(self.label_names),
+                   "items": [asdict(item) for item in self.items()]}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """Counts per split and the vocabulary size, for summaries."""
+        counts = {s: len(self.items(s)) for s in self.splits}
+        return {"task": self.name, "kind": self.kind, "labels": len(self.label_names),
+                "splits": counts, "metrics": list(self.metrics)}
+
+
+def check_items(items: Sequence[Item], kind: str, label_names: Sequence[str], *, source: str) -> None:
+    """Refuse items whose labels do not fit the kind and vocabulary, naming the first bad one."""
+    if kind not in KINDS:
+        raise ValueError(f"{source}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not items:
+        raise TaskDataError(f"{source}: the task has no items")
+    vocabulary = set(label_names)
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise TaskDataError(f"{source}: item id {item.id!r} appears twice")
+        seen.add(item.id)
+        if kind == "regression":
+            if len(item.labels) != len(label_names):
+                raise TaskDataError(f"{source}: item {item.id!r} has {len(item.labels)} targets, "
+                                    f"expected {len(label_names)} ({', '.join(label_names)})")
+            continue
+        if kind == "multiclass" and len(item.labels) != 1:
+            raise TaskDataError(f"{source}: multiclass item {item.id!r} has {len(item.labels)} labels")
+        unknown = [label for label in item.labels if label not in vocabulary]
+        if unknown:
+            raise TaskDataError(f"{source}: item {item.id!r} has label {unknown[0]!r}, not in the "
+                                "task's vocabulary")
+
+
+def encode_targets(items: Sequence[Item], kind: str, label_names: Sequence[str]) -> np.ndarray:
+    """See ``Task.targets``."""
+    if kind == "regression":
+        return np.asarray([item.labels for item in items], dtype=np.float32).reshape(len(items), -1)
+    index = {name: i for i, name in enumerate(label_names)}
+    if kind == "multiclass":
+        return np.asarray([index[item.labels[0]] for item in items], dtype=np.int64)
+    out = np.zeros((len(items), len(label_names)), dtype=np.float32)
+    for row, item in enumerate(items):
+        out[row, [index[label] for label in item.labels]] = 1.0
+    return out
+
+
+# -- helpers for task plugins ----------------------------------------------------------
+def require_dir(path: str | Path, what: str) -> Path:
+    """``path`` as an existing folder, or a ``TaskDataError`` saying what was expected there."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        state = "is not a folder" if p.exists() else "does not exist"
+        raise TaskDataError(f"{p} {state}; expected {what}")
+    return p
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as an existing file, or a ``TaskDataError`` naming it and what it should hold."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise TaskDataError(f"missing file {p}: {what}")
+    return p
+
+
+def stable_fraction(seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by ``(seed, key)``: splits that do not move when items are
+    added, removed or reordered."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_by_ratio(key: str, ratios: Sequence[float], seed: int,
+                   names: Sequence[str] = STANDARD_SPLITS) -> str:
+    """The split for ``key`` (an item id, or an artist for a grouped split) under ``ratios``."""
+    u = stable_fraction(seed, key) * float(sum(ratios))
+    for name, ratio in zip(names, ratios):
+        if u < ratio:
+            return name
+        u -= ratio
+    return names[len(ratios) - 1]
+
+
+def normalize_key(text: str) -> str:
+    """A key annotation ("eb minor", "D#:maj", "Gb major") in canonical spelling ("Eb minor")."""
+    match = _KEY_RE.match(text)
+    if not match:
+        raise ValueError(f"not a key annotation: {text!r} (expected e.g. 'Eb minor')")
+    letter, accidentals, mode = match.groups()
+    pc = _LETTER_PC[letter.upper()] + accidentals.count("#") + accidentals.count("♯") \
+        - accidentals.count("b") - accidentals.count("♭")
+    mode = "major" if mode.lower().startswith("maj") else "minor"
+    return f"{TONICS[pc % 12]} {mode}"
+
+
+def vocabulary(items: Iterable[Item]) -> list[str]:
+    """The sorted set of label names the items use."""
+    return sorted({label for item in items for label in item.labels})
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty, stripped lines of a small text file (split lists, singer lists)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def metric_names(kind: str, override: Sequence[str] | None = None) -> list[str]:
+    return list(override) if override else list(DEFAULT_METRICS[kind])
+
+
+def as_mapping(value: object, path: Path, what: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise TaskDataError(f"{path}: expected {what} (a JSON object), got {type(value).__name__}")
+    return value

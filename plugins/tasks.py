@@ -1,9 +1,0 @@
-"""Built-in tasks (filled in by their issue)."""
-from __future__ import annotations
-
-from musicrep.hookspecs import Factories, hookimpl
-
-
-@hookimpl
-def musicrep_tasks() -> Factories:
-    return {}
