@@ -13,6 +13,7 @@ import types
 import typing
 from collections import abc
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 from musicrep.errors import ConfigError
@@ -122,15 +123,29 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def path_field(default: Any = dataclasses.MISSING) -> Any:
+    """A config field naming a file or folder: a relative path in a pipeline TOML is taken
+    relative to that TOML file, not to wherever ``musicrep run`` was started."""
+    return dataclasses.field(default=default, metadata={"path": True})
+
+
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
 def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, section: str | None = None,
-                 file: str | None = None) -> T:
-    """An instance of the dataclass ``cls`` from ``values``, every key and type checked."""
+                 file: str | None = None, base_dir: Path | None = None) -> T:
+    """An instance of the dataclass ``cls`` from ``values``, every key and type checked.
+
+    Relative values of ``path_field`` fields are resolved against ``base_dir`` when given.
+    """
     values = dict(values or {})
     fields = config_fields(cls)
+    if base_dir is not None:
+        for name, f in fields.items():
+            value = values.get(name)
+            if f.metadata.get("path") and isinstance(value, str) and value and not Path(value).is_absolute():
+                values[name] = str(Path(base_dir) / value)
     hints = typing.get_type_hints(cls)
     for key in values:
         if key not in fields:

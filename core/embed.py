@@ -21,6 +21,7 @@ from tqdm import tqdm
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.store import StoreWriter, TrackEmbedding
+from musicrep.tasks import Item, encode_targets
 
 
 @dataclass
@@ -43,17 +44,13 @@ class EmbedSummary:
 
 
 def encode_target(kind: str, label_names: list[str], labels: Iterable[Any]) -> np.ndarray:
-    """A track's labels as a vector: multi-hot over the vocabulary, or regression values."""
-    labels = list(labels)
-    if kind == "regression":
-        return np.asarray(labels, dtype=np.float32)
-    index = {name: i for i, name in enumerate(label_names)}
-    target = np.zeros(len(label_names), dtype=np.float32)
-    for label in labels:
-        if label not in index:
-            raise MusicrepError(f"label {label!r} is not in the task's vocabulary")
-        target[index[label]] = 1.0
-    return target
+    """A track's labels as the store keeps them: multi-hot over the vocabulary (one-hot for
+    multiclass), or the regression values."""
+    item = Item(id="", path=None, labels=list(labels))
+    encoded = encode_targets([item], kind, label_names)[0]
+    if kind == "multiclass":
+        return np.eye(len(label_names), dtype=np.float32)[encoded]
+    return np.asarray(encoded, dtype=np.float32)
 
 
 class _TrackAudio(Dataset):

@@ -92,13 +92,6 @@ METRICS: dict[str, Metric] = {
     "key_weighted": key_weighted,
 }
 
-DEFAULT_METRICS = {
-    "multiclass": ["accuracy"],
-    "multilabel": ["roc_auc", "pr_auc"],
-    "regression": ["r2"],
-}
-
-
 def get_metric(name: str) -> Metric:
     if name not in METRICS:
         raise MusicrepError(f"unknown metric '{name}'; available: {', '.join(sorted(METRICS))}")

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import numpy as np
 
 from musicrep.errors import MusicrepError
-from musicrep.metrics import DEFAULT_METRICS, get_metric
+from musicrep.metrics import get_metric
+from musicrep.tasks import DEFAULT_METRICS
 from musicrep.store import EmbeddingStore
 
 Score = Callable[[np.ndarray, np.ndarray], float]

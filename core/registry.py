@@ -13,6 +13,7 @@ import inspect
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pluggy
@@ -54,7 +55,7 @@ class ComponentInfo:
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
     def build_config(self, values: Mapping[str, Any] | None = None, *, file: str | None = None,
-                     section: str | None = None) -> Any:
+                     section: str | None = None, base_dir: Path | None = None) -> Any:
         """The component's config dataclass from ``values``, every key checked."""
         cls = self.config_class
         if cls is None:
@@ -63,7 +64,7 @@ class ComponentInfo:
                 raise ConfigError(f"{self.kind} '{self.name}' takes no options", file=file,
                                   section=section, key=key)
             return None
-        return build_config(cls, values, file=file, section=section)
+        return build_config(cls, values, file=file, section=section, base_dir=base_dir)
 
     def create(self, config: Any = None, **values: Any) -> Any:
         """An instance from a ready config object, or from keyword values (validated)."""

@@ -12,17 +12,10 @@ import torch
 from torch import nn
 
 from musicrep.hookspecs import hookimpl
+from musicrep.tasks import Item, Task
 
 
-@dataclass
-class FakeItem:
-    id: str
-    path: str | None
-    labels: list[str]
-    split: str
-
-
-class ToneTask:
+class ToneTask(Task):
     """Sine tones at a few pitches; an optional bad item raises on decode."""
 
     @dataclass
@@ -36,19 +29,17 @@ class ToneTask:
     metrics = ["accuracy"]
 
     def __init__(self, config: Config) -> None:
+        super().__init__()
         self.config = config
+
+    def load_items(self) -> list[Item]:
         splits = ["train"] * 4 + ["valid", "test", "test"]
-        self._items = []
-        for label in self.label_names:
-            for i in range(config.per_class):
-                self._items.append(FakeItem(f"{label}-{i}", None, [label], splits[i % len(splits)]))
-        for i in range(config.bad_items):
-            self._items.append(FakeItem(f"bad-{i}", f"/nowhere/bad-{i}.wav", ["220"], "train"))
+        items = [Item(f"{label}-{i}", None, [label], splits[i % len(splits)])
+                 for label in self.label_names for i in range(self.config.per_class)]
+        return items + [Item(f"bad-{i}", f"/nowhere/bad-{i}.wav", ["220"], "train")
+                        for i in range(self.config.bad_items)]
 
-    def items(self, split: str | None = None) -> list[FakeItem]:
-        return [it for it in self._items if split is None or it.split == split]
-
-    def audio(self, item: FakeItem, sample_rate: int) -> np.ndarray:
+    def audio(self, item: Item, sample_rate: int) -> np.ndarray:
         from musicrep.errors import MusicrepError
 
         if item.id.startswith("bad"):

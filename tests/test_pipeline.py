@@ -114,3 +114,16 @@ def test_report_command_rewrites_the_report_with_plots(tmp_path: Path, registry:
     rows = json.loads((run_dir / "results.json").read_text())
     assert {r["model"] for r in rows} == {"small", "other"}
     assert main(["report", str(tmp_path)]) == 2  # not a run directory: a clear error
+
+
+def test_relative_task_paths_are_relative_to_the_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicrep.pipeline.spec import load_pipeline
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "p.toml").write_text(
+        '[tasks.mine]\ntype = "csv"\npath = "data/manifest.csv"\n'
+        '[models.m]\nfrontend = "torch-mel"\nencoder = "fcn"\n')
+    monkeypatch.chdir(tmp_path)
+    spec = load_pipeline("project/p.toml")
+    assert spec.tasks["mine"].config.path == str(folder / "data" / "manifest.csv")

@@ -110,7 +110,7 @@ class PipelineRun:
             "frontend": model.frontend.describe(),
             "encoder": model.encoder.describe(),
             "window": self.spec.embed.window, "hop": self.spec.embed.hop, "pooling": self.spec.embed.pooling,
-            "task": self.spec.tasks[task_name].describe(),
+            "task": {**self.spec.tasks[task_name].describe(), "items": task.fingerprint()},
             "musicrep": __version__,
         }
         if "embed" in self.force and store.exists():
@@ -126,18 +126,18 @@ class PipelineRun:
                                                                      **summary.as_dict()})
         return store
 
-    def probe(self, model: ModelSpec, task_name: str, store: Path) -> None:
+    def probe(self, model: ModelSpec, task_name: str, task: Any, store: Path) -> None:
         with EmbeddingStore(store) as opened:
             store_key = opened.provenance
         for probe_ref in self.spec.probes:
-            key = config_hash([store_key, probe_ref.describe(), self.spec.run.seed])
+            key = config_hash([store_key, probe_ref.describe(), list(task.metrics), self.spec.run.seed])
             out = self.run_dir / "probes" / model.name / task_name / f"{probe_ref.name}.json"
             if out.exists() and "probe" not in self.force and json.loads(out.read_text()).get("key") == key:
                 log(f"probe {model.name}/{task_name}/{probe_ref.name}: cached")
                 continue
             started = time.perf_counter()
-            result = probe_store(store, probe_ref.create(self.registry), seed=self.spec.run.seed,
-                                 probe_name=probe_ref.name)
+            result = probe_store(store, probe_ref.create(self.registry), metrics=list(task.metrics) or None,
+                                 seed=self.spec.run.seed, probe_name=probe_ref.name)
             result["key"] = key
             atomic.write_json(out, result)
             test = result["metrics"]["test"][result["primary"]]
@@ -154,7 +154,7 @@ class PipelineRun:
             embedder = models[model.name]
             for task_name, task in tasks.items():
                 store = self.embed(model, embedder, task_name, task)
-                self.probe(model, task_name, store)
+                self.probe(model, task_name, task, store)
         text = write_report(self.run_dir)
         self.notify("musicrep_on_stage_end", stage="report", summary={"report": str(self.run_dir / "report.md")})
         return text

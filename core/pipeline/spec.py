@@ -155,7 +155,7 @@ class _Parser:
             info = self.registry.info(kind, name)
         except MusicrepError as exc:
             raise self.error(str(exc), section, "type") from None
-        config = info.build_config(table, file=self.file, section=section)
+        config = info.build_config(table, file=self.file, section=section, base_dir=self.path.parent)
         return ComponentRef(kind, name, config, section)
 
     def section(self, cls: type, value: Any, section: str) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir, split_by_ratio
 
 
@@ -22,7 +22,7 @@ class EmoMusicTask(Task):
 
     @dataclass
     class Config:
-        path: str
+        path: str = path_field()
         valid_fraction: float = 0.2
         standardize: bool = True
         seed: int = 0

@@ -5,7 +5,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import (KEY_METRICS, KEY_NAMES, Item, Task, TaskDataError, normalize_key,
                             require_dir, require_file, split_by_ratio)
 
@@ -23,8 +23,8 @@ class GiantStepsKeyTask(Task):
 
     @dataclass
     class Config:
-        path: str
-        train_path: str
+        path: str = path_field()
+        train_path: str = path_field()
         valid_fraction: float = 0.15
         seed: int = 0
 

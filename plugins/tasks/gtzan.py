@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from musicrep.config import path_field
 from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, read_lines, require_dir
 
 _SPLIT_FILES = {"train": "train_filtered.txt", "valid": "valid_filtered.txt", "test": "test_filtered.txt"}
@@ -22,8 +23,8 @@ class GtzanTask(Task):
 
     @dataclass
     class Config:
-        path: str
-        split_dir: str | None = None
+        path: str = path_field()
+        split_dir: str | None = path_field(None)
 
     kind = "multiclass"
     metrics = list(DEFAULT_METRICS["multiclass"])

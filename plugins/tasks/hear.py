@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import (DEFAULT_METRICS, Item, Task, TaskDataError, as_mapping, require_dir,
                             require_file)
 
@@ -27,7 +27,7 @@ class HearTask(Task):
 
     @dataclass
     class Config:
-        path: str
+        path: str = path_field()
         sample_rate: int | None = None  # which {sr}/ folder the items point at; default: the lowest present
         metrics: list[str] | None = None  # override the metrics named by task_metadata.json
 

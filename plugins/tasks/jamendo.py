@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir
 
 _SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
@@ -21,10 +21,10 @@ class JamendoTask(Task):
 
     @dataclass
     class Config:
-        path: str
+        path: str = path_field()
         subset: Literal["genre", "moodtheme", "instrument", "top50tags"] = "top50tags"
         split: int = 0
-        splits_dir: str | None = None
+        splits_dir: str | None = path_field(None)
 
         def __post_init__(self) -> None:
             if not 0 <= self.split <= 4:

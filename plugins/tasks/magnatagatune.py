@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir, require_file
 
 #: Clips whose mp3 in the official archive is empty; the standard split leaves them out.
@@ -24,7 +24,7 @@ class MagnaTagATuneTask(Task):
 
     @dataclass
     class Config:
-        path: str
+        path: str = path_field()
         n_tags: int = 50
         drop_untagged: bool = False  # leave out clips with none of the top tags
         skip_known_corrupt: bool = True  # the three empty mp3s of the official archive

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import (Item, Task, TaskDataError, metric_names, require_file, split_by_ratio,
                             vocabulary)
 
@@ -22,7 +22,7 @@ class CsvTask(Task):
 
     @dataclass
     class Config:
-        path: str
+        path: str = path_field()
         # "kind" would clash with get_component(kind, name, **config); HEAR says prediction_type
         prediction_type: Literal["multiclass", "multilabel", "regression"] = "multiclass"
         path_column: str = "path"

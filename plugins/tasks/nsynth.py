@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import (DEFAULT_METRICS, Item, Task, TaskDataError, as_mapping, require_dir,
                             require_file, stable_fraction)
 
@@ -23,7 +23,7 @@ class NSynthTask(Task):
 
     @dataclass
     class Config:
-        path: str
+        path: str = path_field()
         label: Literal["pitch", "instrument_family"] = "pitch"
         pitch_min: int = 21
         pitch_max: int = 108

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from musicrep.config import invalid
+from musicrep.config import invalid, path_field
 from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir, split_by_ratio
 
 #: The ten techniques of Wilkins et al. (2018), as VocalSet names their folders.
@@ -27,7 +27,7 @@ class VocalSetTask(Task):
 
     @dataclass
     class Config:
-        path: str
+        path: str = path_field()
         label: Literal["singer", "technique"] = "technique"
         test_singers: list[str] | None = None
         techniques: list[str] = field(default_factory=lambda: list(TECHNIQUES))
