@@ -76,14 +76,20 @@ class _TrackAudio(Dataset):
 
 def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: dict[str, Any], *,
             batch_size: int = 32, on_bad_audio: str = "skip", num_workers: int = 0,
-            device: torch.device | str = "cpu", progress: bool = True, flush_every: int = 128) -> EmbedSummary:
-    """Embed every item of ``task`` into the store at ``store_path`` (resuming if possible)."""
+            device: torch.device | str = "cpu", progress: bool = True, flush_every: int = 128,
+            shard: tuple[int, int] = (0, 1)) -> EmbedSummary:
+    """Embed every item of ``task`` into the store at ``store_path`` (resuming if possible).
+
+    ``shard=(rank, world_size)`` embeds every world_size-th item from ``rank`` on: under
+    torchrun each rank writes its own store and ``musicrep.store.join_shards`` joins them.
+    """
     device = torch.device(device)
     embedder = embedder.to(device).eval()
     writer = StoreWriter(Path(store_path), provenance, kind=task.kind, label_names=list(task.label_names),
                          pooling=embedder.pooling, flush_every=flush_every)
     done = writer.done_ids
-    items = [item for item in task.items() if item.id not in done]
+    rank, world_size = shard
+    items = [item for item in task.items()[rank::world_size] if item.id not in done]
     loader = DataLoader(_TrackAudio(task, items, embedder.sample_rate), batch_size=None, shuffle=False,
                         num_workers=num_workers, collate_fn=lambda x: x)
     summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, len(done))

@@ -239,6 +239,43 @@ class EmbeddingStore:
         return out
 
 
+def join_shards(shards: list[Path], path: Path) -> Path:
+    """One store over per-rank shard stores: the big arrays as HDF5 virtual datasets (no copy),
+    the small per-track index rewritten for the joined row order."""
+    opened = [EmbeddingStore(s) for s in shards]
+    try:
+        first = opened[0]
+        for other in opened[1:]:
+            if other.provenance != first.provenance:
+                raise StoreError(f"{other.path}: shard made with another provenance than {first.path}")
+        with atomic.atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                for name in ("embeddings", "targets", "windows/embeddings", "windows/offsets", "windows/count"):
+                    sources = [o._h5[name] for o in opened]
+                    rows = sum(s.shape[0] for s in sources)
+                    layout = h5py.VirtualLayout(shape=(rows, *sources[0].shape[1:]), dtype=sources[0].dtype)
+                    at = 0
+                    for shard, source in zip(shards, sources):
+                        # relative file names keep the joined store valid when the folder moves
+                        layout[at:at + source.shape[0]] = h5py.VirtualSource(
+                            shard.name, name, shape=source.shape)
+                        at += source.shape[0]
+                    h5.create_virtual_dataset(name, layout)
+                counts = np.concatenate([o._h5["windows/count"][:] for o in opened])
+                h5.create_dataset("windows/start", data=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64))
+                h5.create_dataset("ids", data=np.concatenate([o.ids for o in opened]).astype(object), dtype=STRING)
+                h5.create_dataset("split", data=np.concatenate([o.splits for o in opened]).astype(object),
+                                  dtype=STRING)
+                for key, value in first._h5.attrs.items():
+                    h5.attrs[key] = value
+                h5.attrs["skipped"] = json.dumps([s for o in opened for s in o.skipped])
+                h5.attrs["shards"] = json.dumps([s.name for s in shards])
+    finally:
+        for o in opened:
+            o.close()
+    return path
+
+
 def is_complete(path: str | Path, provenance: dict[str, Any]) -> bool:
     """Whether ``path`` holds a finished store made with exactly this provenance."""
     path = Path(path)

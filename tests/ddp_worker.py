@@ -22,3 +22,25 @@ def pretrain_rank(rank: int, world_size: int, port: int, out: str, seed: int) ->
     params = {n: p.detach() for n, p in embedder.named_parameters()}  # BN running stats stay per rank
     torch.save({"state": params, "summary": summary}, Path(out) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
+
+
+def embed_rank(rank: int, world_size: int, port: int, out: str, seed: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from musicrep.distributed import barrier, init_from_env
+    from musicrep.embed import extract
+    from musicrep.store import join_shards
+    from test_store import make_embedder
+    from pipeline_fakes import ToneTask
+
+    init_from_env(torch.device("cpu"))
+    task = ToneTask(ToneTask.Config(per_class=5, seconds=1.0))
+    shard = Path(out) / f"store.rank{rank}-of-{world_size}.h5"
+    extract(make_embedder(seed), task, shard, {"seed": seed}, batch_size=4, progress=False,
+            shard=(rank, world_size))
+    barrier()
+    if rank == 0:
+        join_shards([Path(out) / f"store.rank{r}-of-{world_size}.h5" for r in range(world_size)],
+                    Path(out) / "store.h5")
+    torch.distributed.destroy_process_group()

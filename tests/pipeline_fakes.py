@@ -5,6 +5,7 @@ The task's classes are sine pitches, so a probe on any sensible embedding beats 
 from __future__ import annotations
 
 import types
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ class ToneTask(Task):
 
         if item.id.startswith("bad"):
             raise MusicrepError(f"{item.path}: not an audio file")
-        rng = np.random.default_rng(abs(hash(item.id)) % 2**32)
+        rng = np.random.default_rng(zlib.crc32(item.id.encode()))  # stable across processes
         t = np.arange(int(self.config.seconds * sample_rate)) / sample_rate
         tone = np.sin(2 * np.pi * float(item.labels[0]) * t + rng.uniform(0, 6))
         return (0.5 * tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)

@@ -91,3 +91,31 @@ def test_is_complete_checks_provenance_and_reader_refuses_garbage(tmp_path: Path
     bogus.write_bytes(b"not hdf5")
     with pytest.raises(StoreError, match="bogus.h5"):
         EmbeddingStore(bogus)
+
+
+def test_two_ranks_write_shards_joined_by_a_virtual_dataset(tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+    from ddp_worker import embed_rank
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    seed = int(torch.randint(0, 10_000, ()))
+    mp.spawn(embed_rank, args=(2, port, str(tmp_path / "ranks"), seed), nprocs=2, join=True)
+    single = tmp_path / "single.h5"
+    extract(make_embedder(seed), ToneTask(ToneTask.Config(per_class=5, seconds=1.0)), single, {"seed": seed},
+            batch_size=4, progress=False)
+    moved = tmp_path / "moved"
+    (tmp_path / "ranks").rename(moved)  # the joined store names its shards relative to itself
+    with EmbeddingStore(moved / "store.h5") as joined, EmbeddingStore(single) as one:
+        assert sorted(joined.ids) == sorted(one.ids) and len(joined) == 15
+        order = {track: i for i, track in enumerate(one.ids)}
+        for i, track in enumerate(joined.ids):
+            j = order[track]
+            np.testing.assert_allclose(joined.embeddings()[i], one.embeddings()[j], rtol=1e-5, atol=1e-6)
+            a, b = joined.timeline(i), one.timeline(j)
+            np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(a[1], b[1])
+            assert joined.splits[i] == one.splits[j]

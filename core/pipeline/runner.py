@@ -24,7 +24,7 @@ import torch
 from musicrep import atomic
 from musicrep._version import __version__
 from musicrep.device import resolve_device
-from musicrep.distributed import is_main
+from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.embed import extract
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.hashing import config_hash, state_hash
@@ -34,7 +34,7 @@ from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
 from musicrep.report import write_report
-from musicrep.store import EmbeddingStore, is_complete
+from musicrep.store import EmbeddingStore, is_complete, join_shards
 
 STAGES = ("pretrain", "embed", "probe", "report")
 
@@ -78,6 +78,7 @@ class PipelineRun:
     def __init__(self, spec: PipelineSpec, run_dir: Path, force: set[str], registry: Registry) -> None:
         self.spec, self.run_dir, self.force, self.registry = spec, run_dir, force, registry
         self.device = resolve_device(spec.run.device)
+        init_from_env(self.device)  # under torchrun: join the process group before any stage
 
     @staticmethod
     def log(message: str) -> None:
@@ -118,8 +119,16 @@ class PipelineRun:
         if is_complete(store, provenance):
             log(f"embed {model.name}/{task_name}: cached")
             return store
-        summary = extract(embedder, task, store, provenance, batch_size=self.spec.embed.batch_size,
-                          on_bad_audio=self.spec.embed.on_bad_audio, device=self.device)
+        rank, world_size = world()
+        target = store if world_size == 1 else store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5")
+        summary = extract(embedder, task, target, provenance, batch_size=self.spec.embed.batch_size,
+                          on_bad_audio=self.spec.embed.on_bad_audio, device=self.device,
+                          shard=(rank, world_size), progress=is_main())
+        if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
+            barrier()
+            if is_main():
+                join_shards([store.with_name(f"{store.stem}.rank{r}-of-{world_size}.h5")
+                             for r in range(world_size)], store)
         log(f"embed {model.name}/{task_name}: {summary.tracks} tracks, {summary.windows} windows, "
             f"{summary.skipped} skipped, {summary.x_realtime:.0f}x realtime")
         self.notify("musicrep_on_stage_end", stage="embed", summary={"model": model.name, "task": task_name,
@@ -147,14 +156,15 @@ class PipelineRun:
     def run(self) -> str:
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
         self.check_compatibility(tasks)
-        models = {name: self.model(model, tasks) for name, model in self.spec.models.items()}
-        if not is_main():  # under torchrun, the other ranks helped pre-train; rank 0 goes on
-            return ""
+        stores = {}
         for model in self.spec.models.values():
-            embedder = models[model.name]
+            embedder = self.model(model, tasks)
             for task_name, task in tasks.items():
-                store = self.embed(model, embedder, task_name, task)
-                self.probe(model, task_name, task, store)
+                stores[model.name, task_name] = self.embed(model, embedder, task_name, task)
+        if not is_main():  # under torchrun the other ranks helped pre-train and embed; rank 0 probes
+            return ""
+        for (model_name, task_name), store in stores.items():
+            self.probe(self.spec.models[model_name], task_name, tasks[task_name], store)
         text = write_report(self.run_dir)
         self.notify("musicrep_on_stage_end", stage="report", summary={"report": str(self.run_dir / "report.md")})
         return text
