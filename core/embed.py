@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from musicrep.errors import MusicrepError
+from musicrep.audio import BadAudioError, BadAudioPolicy
 from musicrep.model import Embedder
 from musicrep.store import StoreWriter, TrackEmbedding
 from musicrep.tasks import Item, encode_targets
@@ -62,15 +61,17 @@ class _TrackAudio(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str | None, float]:
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, BadAudioError | None, float]:
         start = time.perf_counter()
+        item = self.items[index]
         try:
-            wave = np.ascontiguousarray(self.task.audio(self.items[index], self.sample_rate), dtype=np.float32)
+            wave = np.ascontiguousarray(self.task.audio(item, self.sample_rate), dtype=np.float32)
             error = None
             if wave.ndim != 1 or wave.size == 0:
-                wave, error = None, f"decoded to shape {getattr(wave, 'shape', None)}, expected [T] with T > 0"
-        except MusicrepError as exc:
-            wave, error = None, str(exc)
+                wave, error = None, BadAudioError(item.path or item.id, f"decoded to shape {wave.shape}, "
+                                                                       "expected [T] with T > 0")
+        except BadAudioError as exc:  # sent back to the main process, whose policy handles it
+            wave, error = None, exc
         return index, wave, error, time.perf_counter() - start
 
 
@@ -85,6 +86,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
     """
     device = torch.device(device)
     embedder = embedder.to(device).eval()
+    policy = BadAudioPolicy(on_bad_audio)
     writer = StoreWriter(Path(store_path), provenance, kind=task.kind, label_names=list(task.label_names),
                          pooling=embedder.pooling, flush_every=flush_every)
     done = writer.done_ids
@@ -120,11 +122,8 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
                 summary.decode_seconds += decode_seconds
                 bar.update(1)
                 if error is not None:
-                    message = f"{getattr(item, 'path', None) or item.id}: {error}"
-                    if on_bad_audio == "fail":
-                        raise MusicrepError(f"bad audio (on_bad_audio = \"fail\"): {message}")
-                    warnings.warn(f"skipped bad audio: {message}", RuntimeWarning, stacklevel=2)
-                    writer.skip(item.id, str(getattr(item, "path", "") or ""), error)
+                    policy.handle(error)  # raises under on_bad_audio = "fail"
+                    writer.skip(item.id, str(item.path or ""), error.reason)
                     summary.skipped += 1
                     continue
                 windows, offsets = embedder.track_windows(torch.from_numpy(wave).to(device))

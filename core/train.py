@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from musicrep import atomic
+from musicrep.audio import BadAudioError
 from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.embed import encode_target
 from musicrep.errors import MusicrepError
@@ -77,7 +78,7 @@ class ClipDataset(Dataset):
         source = self.sources[index]
         try:
             wave = np.asarray(source.task.audio(source.item, self.sample_rate), dtype=np.float32)
-        except MusicrepError as exc:
+        except BadAudioError as exc:  # one bad clip leaves its batch one item short, no more
             warnings.warn(f"pre-training skips bad audio: {exc}", RuntimeWarning, stacklevel=2)
             return None
         if wave.size == 0:

@@ -41,10 +41,10 @@ class ToneTask(Task):
                         for i in range(self.config.bad_items)]
 
     def audio(self, item: Item, sample_rate: int) -> np.ndarray:
-        from musicrep.errors import MusicrepError
+        from musicrep.audio import BadAudioError
 
         if item.id.startswith("bad"):
-            raise MusicrepError(f"{item.path}: not an audio file")
+            raise BadAudioError(item.path, "not an audio file")
         rng = np.random.default_rng(zlib.crc32(item.id.encode()))  # stable across processes
         t = np.arange(int(self.config.seconds * sample_rate)) / sample_rate
         tone = np.sin(2 * np.pi * float(item.labels[0]) * t + rng.uniform(0, 6))
