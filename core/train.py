@@ -24,7 +24,6 @@ from tqdm import tqdm
 from musicrep import atomic
 from musicrep.audio import BadAudioError
 from musicrep.distributed import barrier, init_from_env, is_main, world
-from musicrep.embed import encode_target
 from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
