@@ -7,6 +7,9 @@ from musicrep._native import has_cuda_kernels, native
 from musicrep.ops import validate
 from musicrep.ops.mel_args import LOG_MODES, PAD_MODES, MelArgs, apply_top_db, check_wave, mel_args
 
+#: The frame and its power spectrum live in one block's shared memory (H100/A100: 227/163 KiB).
+_CUDA_SHARED_BYTES = 160 * 1024
+
 
 def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
                     hop_length: int | None = None, win_length: int | None = None, n_mels: int = 128,
@@ -38,6 +41,9 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
                          "musicrep.ops.reference.mel_spectrogram or rebuild with a CUDA PyTorch")
     if batch.device.type not in ("cpu", "cuda"):
         raise ValueError(f"mel_spectrogram runs on the CPU or CUDA, not {batch.device}")
+    if batch.is_cuda and (args.n_fft + args.n_fft // 2 + 1) * batch.element_size() > _CUDA_SHARED_BYTES:
+        raise ValueError(f"n_fft={args.n_fft} does not fit the CUDA kernel's shared memory for "
+                         f"{batch.dtype}; use the CPU or musicrep.ops.reference.mel_spectrogram")
     if batch.requires_grad and torch.is_grad_enabled():
         out = _MelFunction.apply(batch, args)
     else:
@@ -47,12 +53,17 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
 
 
 def _compiled(batch: torch.Tensor, args: MelArgs) -> torch.Tensor:
-    stream = torch.cuda.current_stream(batch.device).cuda_stream if batch.is_cuda else 0
-    return native().mel_spectrogram(
-        batch.contiguous(), args.n_fft, args.hop_length, args.win_length, args.n_mels,
-        args.sample_rate, args.f_min, args.f_max, args.mel_scale == "htk",
-        validate.filter_norm(args.norm), args.power, args.center, PAD_MODES.index(args.pad_mode),
-        LOG_MODES.index(args.log), args.log_floor, args.log_scale, stream)
+    def call(stream: int) -> torch.Tensor:
+        return native().mel_spectrogram(
+            batch.contiguous(), args.n_fft, args.hop_length, args.win_length, args.n_mels,
+            args.sample_rate, args.f_min, args.f_max, args.mel_scale == "htk",
+            validate.filter_norm(args.norm), args.power, args.center, PAD_MODES.index(args.pad_mode),
+            LOG_MODES.index(args.log), args.log_floor, args.log_scale, stream)
+
+    if not batch.is_cuda:
+        return call(0)
+    with torch.cuda.device(batch.device):  # the kernel launches on the current device
+        return call(torch.cuda.current_stream(batch.device).cuda_stream)
 
 
 class _MelFunction(torch.autograd.Function):

@@ -1,8 +1,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
+#include "cpu/fft.h"
 #include "cpu/mel.h"
 
 namespace musicrep::cpu {
@@ -13,47 +15,55 @@ namespace {
 // [B, n_mels, frames] output is stored in contiguous runs rather than one strided column a frame.
 constexpr int64_t kTile = 16;
 
-// In-place iterative radix-2 FFT of M points held as split real/imaginary arrays, input in
-// bit-reversed order. Split arrays keep each stage's inner loop a unit-stride SIMD loop.
-template <typename T>
-void fft_radix2(T* __restrict re, T* __restrict im, int64_t M, const T* __restrict wr,
-                const T* __restrict wi) {
-  // h = 1 and h = 2 (twiddles 1 and -i) as one radix-4 pass: the generic loop is too short there
-  if (M >= 4) {
-    for (int64_t s = 0; s < M; s += 4) {
-      const T a0r = re[s] + re[s + 1], a0i = im[s] + im[s + 1];
-      const T a1r = re[s] - re[s + 1], a1i = im[s] - im[s + 1];
-      const T b0r = re[s + 2] + re[s + 3], b0i = im[s + 2] + im[s + 3];
-      const T b1r = re[s + 2] - re[s + 3], b1i = im[s + 2] - im[s + 3];
-      re[s] = a0r + b0r, im[s] = a0i + b0i;
-      re[s + 2] = a0r - b0r, im[s + 2] = a0i - b0i;
-      // (a1) +- (-i) b1
-      re[s + 1] = a1r + b1i, im[s + 1] = a1i - b1r;
-      re[s + 3] = a1r - b1i, im[s + 3] = a1i + b1r;
-    }
-  } else if (M == 2) {
-    butterfly(re[0], im[0], re[1], im[1], wr[1], wi[1]);
-  }
-  for (int64_t h = 4; h < M; h <<= 1) {
-    const T* __restrict twr = wr + h;
-    const T* __restrict twi = wi + h;
-    for (int64_t s = 0; s < M; s += 2 * h) {
-      T* __restrict ar = re + s;
-      T* __restrict ai = im + s;
-      T* __restrict br = re + s + h;
-      T* __restrict bi = im + s + h;
-#pragma GCC ivdep
-      for (int64_t j = 0; j < h; ++j) butterfly(ar[j], ai[j], br[j], bi[j], twr[j], twi[j]);
-    }
-  }
-}
-
 template <typename T>
 struct Scratch {
-  std::vector<T> re, im, spec, tile;
-  Scratch(const MelParams& q)
-      : re(q.n_fft), im(q.n_fft), spec(q.n_fft / 2 + 1), tile(q.n_mels * kTile) {}
+  std::vector<T> re, im, x, spec, tile;
+  explicit Scratch(const MelParams& q)
+      : re(std::max(q.n_fft, q.bluestein)), im(re.size()), x(q.n_fft), spec(q.n_fft / 2 + 1),
+        tile(q.n_mels * kTile) {}
 };
+
+// Bluestein's algorithm for sizes that are not powers of two: with c_j = exp(-i pi j^2 / n),
+// X_k = c_k sum_j (x_j c_j) conj(c_{k-j}), a convolution done with power-of-two FFTs of size L.
+// |c_k| = 1, so |X_k| is the magnitude of the convolution itself.
+template <typename T>
+void bluestein_power(const T* clip, int64_t f, const MelParams& q, const MelTables<T>& t, Scratch<T>& s) {
+  const int64_t n = q.n_fft, L = q.bluestein;
+  T* __restrict re = s.re.data();
+  T* __restrict im = s.im.data();
+  T* __restrict x = s.x.data();
+  T* __restrict spec = s.spec.data();
+  if (frame_inside(f, q)) {
+    const T* src = clip + f * q.hop - q.pad;
+    for (int64_t j = 0; j < n; ++j) x[j] = src[j] * t.window[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) x[j] = frame_sample(clip, f, j, t.window, q);
+  }
+  for (int64_t m = 0; m < L; ++m) {
+    const int64_t j = t.bitrev[m];
+    const T v = j < n ? x[j] : T(0);
+    re[m] = j < n ? v * t.chirp_re[j] : T(0);
+    im[m] = j < n ? v * t.chirp_im[j] : T(0);
+  }
+  fft_radix2(re, im, L, t.stage_re, t.stage_im);
+  // conj(A K), then back to bit-reversed order: the inverse FFT as a forward one
+  for (int64_t k = 0; k < L; ++k) {
+    const T ar = re[k], ai = im[k], kr = t.kernel_re[k], ki = t.kernel_im[k];
+    re[k] = ar * kr - ai * ki;
+    im[k] = -(ar * ki + ai * kr);
+  }
+  for (int64_t m = 0; m < L; ++m) {
+    const int64_t r = t.bitrev[m];
+    if (m < r) {
+      std::swap(re[m], re[r]);
+      std::swap(im[m], im[r]);
+    }
+  }
+  fft_radix2(re, im, L, t.stage_re, t.stage_im);
+  for (int64_t k = 0; k <= n / 2; ++k) spec[k] = re[k] * re[k] + im[k] * im[k];
+  if (q.power != 2.0)
+    for (int64_t k = 0; k <= n / 2; ++k) spec[k] = power_from_squared(spec[k], q.power);
+}
 
 // spec[k] = |X_k|^power for k in [0, n_fft / 2] of frame f.
 template <typename T>
@@ -94,6 +104,8 @@ void frame_power(const T* clip, int64_t f, const MelParams& q, const MelTables<T
     }
     if (q.power != 2.0)
       for (int64_t k = 0; k <= M; ++k) spec[k] = power_from_squared(spec[k], q.power);
+  } else if (q.bluestein) {
+    bluestein_power(clip, f, q, t, s);
   } else {
     for (int64_t j = 0; j < q.n_fft; ++j) re[j] = frame_sample(clip, f, j, t.window, q);
     for (int64_t k = 0; k <= q.n_fft / 2; ++k) {

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "cpu/fft.h"
 #include "cpu/filterbank.h"
 #include "cpu/mel.h"
 
@@ -13,28 +14,55 @@ int32_t reverse_bits(int64_t v, int bits) {
   return static_cast<int32_t>(r);
 }
 
+// Twiddles exp(-2 pi i j / 2h) at [h + j] for every stage of an M-point radix-2 FFT.
+void stage_twiddles(int64_t M, double* re, double* im) {
+  for (int64_t h = 1; h < M; h <<= 1)
+    for (int64_t j = 0; j < h; ++j) {
+      const double a = -M_PI * static_cast<double>(j) / static_cast<double>(h);
+      re[h + j] = std::cos(a);
+      im[h + j] = std::sin(a);
+    }
+}
+
+int bit_count(int64_t M) {
+  int bits = 0;
+  while ((int64_t{1} << bits) < M) ++bits;
+  return bits;
+}
+
+// exp(-i pi j^2 / n) with j^2 reduced mod 2n first, so the angle stays small and exact.
+void chirp(int64_t j, int64_t n, double& re, double& im) {
+  const double a = -M_PI * static_cast<double>((j * j) % (2 * n)) / static_cast<double>(n);
+  re = std::cos(a);
+  im = std::sin(a);
+}
+
 }  // namespace
+
+int64_t bluestein_size(int64_t n_fft) {
+  if (n_fft <= kDftMax || (n_fft & (n_fft - 1)) == 0) return 0;
+  int64_t L = 1;
+  while (L < 2 * n_fft - 1) L <<= 1;
+  return L;
+}
 
 template <typename T>
 MelTableData<T> build_mel_tables(const MelParams& q, int64_t win_length, const MelFilterSpec& spec) {
   MelTableData<T> d;
   const int64_t n = q.n_fft, n_bins = n / 2 + 1;
-  const int64_t m_fft = q.pow2 ? n / 2 : 0;
+  // the radix-2 size: n / 2 for the real FFT, L for Bluestein's convolution
+  const int64_t m_fft = q.pow2 ? n / 2 : q.bluestein;
   auto& r = d.reals;
 
   d.window = 0;
   for (int64_t j = 0; j < n; ++j) r.push_back(static_cast<T>(hann_window_value(j, n, win_length)));
 
-  // stage twiddles exp(-2 pi i j / 2h) at [h + j], and the unpacking twiddles exp(-2 pi i k / n)
+  std::vector<double> st_re(m_fft), st_im(m_fft);
+  stage_twiddles(m_fft, st_re.data(), st_im.data());
   d.stage_re = r.size();
-  r.resize(r.size() + 2 * m_fft, T(0));
   d.stage_im = d.stage_re + m_fft;
-  for (int64_t h = 1; h < m_fft; h <<= 1)
-    for (int64_t j = 0; j < h; ++j) {
-      const double a = -M_PI * static_cast<double>(j) / static_cast<double>(h);
-      r[d.stage_re + h + j] = static_cast<T>(std::cos(a));
-      r[d.stage_im + h + j] = static_cast<T>(std::sin(a));
-    }
+  for (double v : st_re) r.push_back(static_cast<T>(v));
+  for (double v : st_im) r.push_back(static_cast<T>(v));
   const int64_t n_unpack = q.pow2 ? m_fft + 1 : 0;
   d.unpack_re = r.size();
   d.unpack_im = d.unpack_re + n_unpack;
@@ -44,7 +72,7 @@ MelTableData<T> build_mel_tables(const MelParams& q, int64_t win_length, const M
     r[d.unpack_re + k] = static_cast<T>(std::cos(a));
     r[d.unpack_im + k] = static_cast<T>(std::sin(a));
   }
-  const int64_t n_dft = q.pow2 ? 0 : n;
+  const int64_t n_dft = q.pow2 || q.bluestein ? 0 : n;
   d.dft_cos = r.size();
   d.dft_sin = d.dft_cos + n_dft;
   r.resize(r.size() + 2 * n_dft);
@@ -56,9 +84,31 @@ MelTableData<T> build_mel_tables(const MelParams& q, int64_t win_length, const M
 
   auto& i = d.ints;
   d.bitrev = 0;
-  int bits = 0;
-  while ((int64_t{1} << bits) < m_fft) ++bits;
+  const int bits = bit_count(m_fft);
   for (int64_t m = 0; m < m_fft; ++m) i.push_back(reverse_bits(m, bits));
+
+  // Bluestein: the chirp, and the FFT of its conjugate wrapped around L (scaled by 1 / L)
+  const int64_t n_chirp = q.bluestein ? n : 0, L = q.bluestein;
+  d.chirp_re = r.size();
+  d.chirp_im = d.chirp_re + n_chirp;
+  r.resize(r.size() + 2 * n_chirp);
+  std::vector<double> kr(L, 0.0), ki(L, 0.0);
+  for (int64_t j = 0; j < n_chirp; ++j) {
+    double cr, ci;
+    chirp(j, n, cr, ci);
+    r[d.chirp_re + j] = static_cast<T>(cr);
+    r[d.chirp_im + j] = static_cast<T>(ci);
+    for (int64_t at : {j, (L - j) % L}) {  // conj(c_j) at j and at -j
+      const int64_t slot = reverse_bits(at, bits);
+      kr[slot] = cr / static_cast<double>(L);
+      ki[slot] = -ci / static_cast<double>(L);
+    }
+  }
+  if (L) fft_radix2(kr.data(), ki.data(), L, st_re.data(), st_im.data());
+  d.kernel_re = r.size();
+  d.kernel_im = d.kernel_re + L;
+  for (double v : kr) r.push_back(static_cast<T>(v));
+  for (double v : ki) r.push_back(static_cast<T>(v));
 
   std::vector<double> bank(q.n_mels * n_bins);
   mel_filterbank(bank.data(), q.n_mels, n, spec.sample_rate, spec.f_min, spec.f_max, spec.htk,

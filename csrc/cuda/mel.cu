@@ -26,7 +26,7 @@ __device__ void mel_store(const T* spec, T* out, int64_t b, int64_t f, const Mel
 template <typename T>
 __global__ void mel_fft_kernel(const T* __restrict__ wave, T* __restrict__ out, MelParams q,
                                MelTables<T> t) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* re = reinterpret_cast<T*>(smem_raw);
   const int64_t M = q.n_fft / 2;
   T* im = re + M;
@@ -61,7 +61,7 @@ __global__ void mel_fft_kernel(const T* __restrict__ wave, T* __restrict__ out, 
 template <typename T>
 __global__ void mel_dft_kernel(const T* __restrict__ wave, T* __restrict__ out, MelParams q,
                                MelTables<T> t) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* x = reinterpret_cast<T*>(smem_raw);
   T* spec = x + q.n_fft;  // [n_fft / 2 + 1]
   const int64_t b = blockIdx.x / q.n_frames, f = blockIdx.x % q.n_frames;

@@ -66,7 +66,7 @@ static at::Tensor mel_spectrogram(const at::Tensor& wave, int64_t n_fft, int64_t
               "mel_spectrogram: reflect padding needs more samples than n_fft // 2");
   MelParams q{length, n_fft, hop_length, n_mels, 1 + (length + 2 * pad - n_fft) / hop_length, pad,
               static_cast<int>(pad_mode), static_cast<int>(log_mode), power, log_floor, log_scale,
-              is_pow2(n_fft)};
+              is_pow2(n_fft), wave.is_cpu() ? cpu::bluestein_size(n_fft) : 0};
   const cpu::MelFilterSpec spec{sample_rate, f_min, f_max, htk, norm_p};
   auto out = at::empty({wave.size(0), n_mels, q.n_frames}, wave.options());
   if (wave.scalar_type() == at::kFloat)

@@ -28,20 +28,30 @@ struct MelParams {
   double log_floor;  // lower clamp before 'log' and 'db'
   double log_scale;  // x is scaled by this before 'log1p' and 'log10p'
   bool pow2;         // n_fft is an even power of two: the real FFT runs on n_fft / 2 complex points
+  int64_t bluestein;  // CPU, other sizes above kDftMax: the power-of-two FFT size of Bluestein's
+                      // convolution (0: plain DFT, which the CUDA kernel always uses for them)
 };
+
+// Sizes up to this (not powers of two) take the plain DFT on the CPU too.
+constexpr int64_t kDftMax = 32;
 
 // The precomputed tables of one call (host or device pointers; see cpu/mel.h for the layout).
 // The FFT path uses window, bitrev, stage twiddles and unpack twiddles; the DFT path dft_cos/sin.
 template <typename T>
 struct MelTables {
   const T* window;        // [n_fft] Hann window of win_length centred in n_fft, zero elsewhere
-  const T* stage_re;      // [M] twiddles: stage with half-size h uses entries [h, 2h)
+  const T* stage_re;      // [M] twiddles: stage with half-size h uses entries [h, 2h) (M = n_fft / 2,
+                          // or Bluestein's L)
   const T* stage_im;
   const T* unpack_re;     // [M + 1] exp(-2 pi i k / n_fft)
   const T* unpack_im;
-  const int32_t* bitrev;  // [M] bit-reversed index
+  const int32_t* bitrev;  // [M] bit-reversed index (M as for stage_re)
   const T* dft_cos;       // [n_fft] cos(2 pi j / n_fft)   (non-power-of-two sizes only)
   const T* dft_sin;       // [n_fft] -sin(2 pi j / n_fft)
+  const T* chirp_re;      // [n_fft] exp(-i pi j^2 / n_fft)   (Bluestein only)
+  const T* chirp_im;
+  const T* kernel_re;     // [L] FFT of the conjugate chirp, divided by L   (Bluestein only)
+  const T* kernel_im;
   const int32_t* mel_start;   // [n_mels] first nonzero rfft bin of each filter
   const int32_t* mel_len;     // [n_mels] number of bins from mel_start on
   const int32_t* mel_offset;  // [n_mels] where the filter's weights start in mel_weights
