@@ -6,6 +6,7 @@ import torch
 from musicrep._native import has_cuda_kernels, native
 from musicrep.ops import validate
 from musicrep.ops.mel_args import LOG_MODES, PAD_MODES, MelArgs, apply_top_db, check_wave, mel_args
+from musicrep.ops.reference.mel import mel_spectrogram_unchecked
 
 #: The frame and its power spectrum live in one block's shared memory (H100/A100: 227/163 KiB).
 _CUDA_SHARED_BYTES = 160 * 1024
@@ -77,8 +78,6 @@ class _MelFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        from musicrep.ops.reference.mel import mel_spectrogram_unchecked
-
         (batch,) = ctx.saved_tensors
         with torch.enable_grad():
             x = batch.detach().requires_grad_(True)
