@@ -25,10 +25,14 @@ MR_HD double mel_to_hz(double mel, bool htk) {
   return kSlaneyFSp * mel;
 }
 
-// Centre frequency (Hz) of edge k of n_mels + 2 edges spread evenly on the mel scale.
+// Centre frequency (Hz) of edge k of n_mels + 2 edges spread evenly on the mel scale, spaced as
+// np.linspace spaces them (k * step + lo, the last one exactly hi), so the top edge rounds as
+// librosa's does: an edge an ulp above Nyquist would give the Nyquist bin a 1e-16 weight that
+// an L_p normalisation then blows up to 1.
 MR_HD double mel_edge_hz(int k, int n_mels, double f_min, double f_max, bool htk) {
   const double lo = hz_to_mel(f_min, htk), hi = hz_to_mel(f_max, htk);
-  return mel_to_hz(lo + (hi - lo) * k / (n_mels + 1), htk);
+  const double mel = k == n_mels + 1 ? hi : k * ((hi - lo) / (n_mels + 1)) + lo;
+  return mel_to_hz(mel, htk);
 }
 
 // Unnormalised weight of filter m at frequency f (Hz): the triangle over edges m, m+1, m+2.

@@ -1,0 +1,89 @@
+// musicrep._C.mel_spectrogram: checks (a backstop: musicrep.ops.mel_spectrogram validates first),
+// the per-call tables, and dispatch to the CPU loop or the CUDA kernels.
+#include "cpu/mel.h"
+#include "registry.h"
+#ifdef MUSICREP_WITH_CUDA
+#include "cuda/mel_cuda.h"
+#endif
+
+namespace musicrep {
+
+namespace {
+
+template <typename T>
+at::Tensor host_tensor(const std::vector<T>& v, at::ScalarType type) {
+  return at::from_blob(const_cast<T*>(v.data()), {static_cast<int64_t>(v.size())},
+                       at::TensorOptions().dtype(type)).clone();
+}
+
+template <typename T>
+void run(const at::Tensor& wave, at::Tensor& out, const MelParams& q, int64_t win_length,
+         const cpu::MelFilterSpec& spec, int64_t stream) {
+  const auto tables = cpu::build_mel_tables<T>(q, win_length, spec);
+  const int64_t batch = wave.size(0);
+  if (wave.is_cpu()) {
+    cpu::mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q,
+                            tables.view(tables.reals.data(), tables.ints.data()));
+    return;
+  }
+#ifdef MUSICREP_WITH_CUDA
+  const auto reals = host_tensor(tables.reals, wave.scalar_type()).to(wave.device());
+  const auto ints = host_tensor(tables.ints, at::kInt).to(wave.device());
+  cuda::launch_mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q,
+                                  tables.view(reals.data_ptr<T>(), ints.data_ptr<int32_t>()),
+                                  reinterpret_cast<cudaStream_t>(stream));
+#else
+  (void)stream;
+  TORCH_CHECK(false, "mel_spectrogram: musicrep._C was built without CUDA kernels");
+#endif
+}
+
+bool is_pow2(int64_t n) { return n >= 2 && (n & (n - 1)) == 0; }
+
+}  // namespace
+
+static at::Tensor mel_spectrogram(const at::Tensor& wave, int64_t n_fft, int64_t hop_length,
+                                  int64_t win_length, int64_t n_mels, double sample_rate,
+                                  double f_min, double f_max, bool htk, double norm_p, double power,
+                                  bool center, int64_t pad_mode, int64_t log_mode, double log_floor,
+                                  double log_scale, int64_t stream) {
+  TORCH_CHECK(wave.dim() == 2 && wave.is_contiguous(), "mel_spectrogram: wave must be contiguous [B, T]");
+  TORCH_CHECK(wave.scalar_type() == at::kFloat || wave.scalar_type() == at::kDouble,
+              "mel_spectrogram: wave must be float32 or float64");
+  TORCH_CHECK(wave.size(0) > 0 && wave.size(1) > 0, "mel_spectrogram: empty wave");
+  TORCH_CHECK(n_fft > 0 && hop_length > 0 && n_mels > 0 && 0 < win_length && win_length <= n_fft,
+              "mel_spectrogram: bad sizes");
+  TORCH_CHECK(n_fft < (int64_t{1} << 30), "mel_spectrogram: n_fft too large");
+  TORCH_CHECK(0 <= pad_mode && pad_mode <= 2 && 0 <= log_mode && log_mode <= 4,
+              "mel_spectrogram: bad pad or log mode");
+  TORCH_CHECK(sample_rate > 0 && 0 <= f_min && f_min < f_max && f_max <= sample_rate / 2 * (1 + 1e-9),
+              "mel_spectrogram: bad frequency range");
+  TORCH_CHECK(power > 0 && log_floor > 0 && log_scale > 0, "mel_spectrogram: bad power or log settings");
+  const int64_t length = wave.size(1);
+  const int64_t pad = center ? n_fft / 2 : 0;
+  TORCH_CHECK(length + 2 * pad >= n_fft, "mel_spectrogram: clip shorter than n_fft");
+  TORCH_CHECK(!center || pad_mode != kPadReflect || pad < length,
+              "mel_spectrogram: reflect padding needs more samples than n_fft // 2");
+  MelParams q{length, n_fft, hop_length, n_mels, 1 + (length + 2 * pad - n_fft) / hop_length, pad,
+              static_cast<int>(pad_mode), static_cast<int>(log_mode), power, log_floor, log_scale,
+              is_pow2(n_fft), wave.is_cpu() ? cpu::bluestein_size(n_fft) : 0};
+  const cpu::MelFilterSpec spec{sample_rate, f_min, f_max, htk, norm_p};
+  auto out = at::empty({wave.size(0), n_mels, q.n_frames}, wave.options());
+  if (wave.scalar_type() == at::kFloat)
+    run<float>(wave, out, q, win_length, spec, stream);
+  else
+    run<double>(wave, out, q, win_length, spec, stream);
+  return out;
+}
+
+MUSICREP_BIND(bind_mel_spectrogram) {
+  using pybind11::arg;
+  m.def("mel_spectrogram", &mel_spectrogram,
+        "Fused (log-)mel spectrogram [B, n_mels, frames] of wave [B, T] (float32/float64, CPU or CUDA)",
+        arg("wave"), arg("n_fft"), arg("hop_length"), arg("win_length"), arg("n_mels"),
+        arg("sample_rate"), arg("f_min"), arg("f_max"), arg("htk"), arg("norm_p"), arg("power"),
+        arg("center"), arg("pad_mode"), arg("log_mode"), arg("log_floor"), arg("log_scale"),
+        arg("stream"));
+}
+
+}  // namespace musicrep
