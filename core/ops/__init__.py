@@ -3,5 +3,6 @@
 Each op has a plain-PyTorch twin in ``musicrep.ops.reference`` that the tests compare against.
 """
 from musicrep.ops.filterbank import mel_filterbank
+from musicrep.ops.resample import resample_shift
 
 __all__ = ["mel_filterbank"]

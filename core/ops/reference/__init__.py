@@ -1,4 +1,5 @@
 """The ops of ``musicrep.ops`` in plain PyTorch: readable, slow, and the tests' oracle."""
 from musicrep.ops.reference.filterbank import mel_filterbank
+from musicrep.ops.reference.resample import resample_shift
 
 __all__ = ["mel_filterbank"]
