@@ -39,6 +39,15 @@ def test_float32_matches_reference(rng: torch.Generator, centred: bool) -> None:
     assert (got.double() - want).abs().max() <= 1e-4 * want.abs().max()
 
 
+@pytest.mark.parametrize("ratio", [0.25, 16.0])
+def test_float32_stays_accurate_over_the_longest_kernels(rng: torch.Generator, ratio: float) -> None:
+    """64 zero crossings at ratio 16 is 2048 taps of phase rotation in float32."""
+    x = torch.randn(1, 1500, generator=rng, dtype=torch.float64)
+    got = ops.resample_shift(x.float(), ratio, zeros=64)
+    want = reference.resample_shift(x, ratio, zeros=64)
+    assert (got.double() - want).abs().max() <= 1e-4 * want.abs().max()
+
+
 def test_default_start_centres_the_output(rng: torch.Generator) -> None:
     x, ratio, _ = random_case(rng, torch.float64, time=301)
     length = 201

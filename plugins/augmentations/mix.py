@@ -44,11 +44,13 @@ class Mix(Augmentation):
                 "snr_db": uniform(b, c.min_snr_db, c.max_snr_db, generator, x.device)}
 
     def apply(self, x: torch.Tensor, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Partners are taken from the input batch, so the result does not depend on item order."""
+        """Partners are taken from the input batch, so the result does not depend on item order.
+
+        A silent item stays silent (its level sets the partner's), and a silent partner adds nothing.
+        """
         other = x[params["partner"]]
         power = x.float().pow(2).mean(dim=1)
         other_power = power[params["partner"]]
-        # a silent partner adds nothing (weight 0), rather than an infinite gain
         weight = torch.sqrt(power / torch.pow(10.0, params["snr_db"] / 10) /
                             other_power.clamp_min(torch.finfo(torch.float32).tiny))
         weight = torch.where(params["apply"] & (other_power > 0), weight, 0.0)
