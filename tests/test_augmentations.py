@@ -118,7 +118,8 @@ def test_noise_leaves_untouched_and_silent_items_alone(rng: torch.Generator) -> 
 
 
 def test_mix_adds_another_item_at_the_drawn_level(rng: torch.Generator) -> None:
-    x = torch.randn(32, 2000, generator=rng, dtype=torch.float64) * torch.rand(32, 1, generator=rng, dtype=torch.float64)
+    levels = torch.rand(32, 1, generator=rng, dtype=torch.float64)
+    x = torch.randn(32, 2000, generator=rng, dtype=torch.float64) * levels
     mix = aug("mix", min_snr_db=3.0, max_snr_db=12.0, p=1.0)
     params = mix.sample_params(x, rng)
     out = mix.apply(x, params)

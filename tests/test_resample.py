@@ -84,7 +84,8 @@ def test_speeding_up_filters_what_would_alias() -> None:
     high = torch.sin(2 * math.pi * 0.35 * n)[None]
     assert rms(ops.resample_shift(high, 2.0, start=0.0, length=4000)[0, inside]) < 0.01 * rms(high)
     low = torch.sin(2 * math.pi * 0.1 * n)[None]
-    assert rms(ops.resample_shift(low, 2.0, start=0.0, length=4000)[0, inside]) == pytest.approx(rms(low), rel=0.01)
+    kept = ops.resample_shift(low, 2.0, start=0.0, length=4000)[0, inside]
+    assert rms(kept) == pytest.approx(rms(low), rel=0.01)
 
 
 def test_half_precision_is_computed_in_float32(rng: torch.Generator) -> None:
