@@ -41,7 +41,11 @@ def musicrep_frontends() -> Factories:
 
 @hookspec
 def musicrep_augmentations() -> Factories:
-    """Augmentations: modules applied to a batch on its device, seeded per call."""
+    """Augmentations: modules applied to a batch on its device, seeded per call.
+
+    Each has a ``domain``, ``"wave"`` (``[B, T]``) or ``"spec"`` (``[B, F, frames]``), and is
+    called as ``aug(x, generator)``; ``musicrep.augment`` holds the contract and ``Chain``.
+    """
 
 
 @hookspec

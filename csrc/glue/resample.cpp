@@ -1,0 +1,58 @@
+#include "cpu/resample.h"
+#include "registry.h"
+#ifdef MUSICREP_WITH_CUDA
+#include "cuda/resample_cuda.h"
+#endif
+
+namespace musicrep {
+
+// x [batch, in_len] float32/float64, contiguous; ratio and start [batch] float64 on x's device.
+// The Python wrapper (musicrep.ops.resample_shift) validates first; these checks are backstops.
+static at::Tensor resample_shift(const at::Tensor& x, const at::Tensor& ratio, const at::Tensor& start,
+                                 int64_t out_len, int64_t zeros, int64_t stream) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "resample_shift: x must be a contiguous [batch, time] tensor");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "resample_shift: x must be float32 or float64");
+  const int64_t batch = x.size(0), in_len = x.size(1);
+  for (const at::Tensor* p : {&ratio, &start}) {
+    TORCH_CHECK(p->dim() == 1 && p->size(0) == batch && p->scalar_type() == at::kDouble &&
+                    p->is_contiguous() && p->device() == x.device(),
+                "resample_shift: ratio and start must be contiguous float64 [batch] on x's device");
+  }
+  TORCH_CHECK(out_len >= 0 && zeros > 0, "resample_shift: need out_len >= 0 and zeros > 0");
+  auto out = at::empty({batch, out_len}, x.options());
+  const int z = static_cast<int>(zeros);
+  if (x.is_cuda()) {
+#ifdef MUSICREP_WITH_CUDA
+    auto s = reinterpret_cast<cudaStream_t>(stream);
+    cudaError_t err;
+    if (x.scalar_type() == at::kFloat)
+      err = cuda::resample_shift(x.data_ptr<float>(), out.data_ptr<float>(), ratio.data_ptr<double>(),
+                                 start.data_ptr<double>(), batch, in_len, out_len, z, s);
+    else
+      err = cuda::resample_shift(x.data_ptr<double>(), out.data_ptr<double>(), ratio.data_ptr<double>(),
+                                 start.data_ptr<double>(), batch, in_len, out_len, z, s);
+    TORCH_CHECK(err == cudaSuccess, "resample_shift: CUDA launch failed: ", cudaGetErrorString(err));
+    return out;
+#else
+    TORCH_CHECK(false, "resample_shift: musicrep._C was built without CUDA kernels");
+#endif
+  }
+  TORCH_CHECK(x.is_cpu(), "resample_shift: x must be on the CPU or a CUDA device");
+  if (x.scalar_type() == at::kFloat)
+    cpu::resample_shift(x.data_ptr<float>(), out.data_ptr<float>(), ratio.data_ptr<double>(),
+                        start.data_ptr<double>(), batch, in_len, out_len, z);
+  else
+    cpu::resample_shift(x.data_ptr<double>(), out.data_ptr<double>(), ratio.data_ptr<double>(),
+                        start.data_ptr<double>(), batch, in_len, out_len, z);
+  return out;
+}
+
+MUSICREP_BIND(bind_resample_shift) {
+  m.def("resample_shift", &resample_shift,
+        "Windowed-sinc resampling of each item at its own ratio, read from its own start; no gradient",
+        pybind11::arg("x"), pybind11::arg("ratio"), pybind11::arg("start"), pybind11::arg("out_len"),
+        pybind11::arg("zeros"), pybind11::arg("stream") = 0);
+}
+
+}  // namespace musicrep

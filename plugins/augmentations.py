@@ -1,9 +1,0 @@
-"""Built-in augmentations (filled in by their issue)."""
-from __future__ import annotations
-
-from musicrep.hookspecs import Factories, hookimpl
-
-
-@hookimpl
-def musicrep_augmentations() -> Factories:
-    return {}
