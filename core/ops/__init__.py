@@ -3,5 +3,6 @@
 Each op has a plain-PyTorch twin in ``musicrep.ops.reference`` that the tests compare against.
 """
 from musicrep.ops.filterbank import mel_filterbank
+from musicrep.ops.nt_xent import nt_xent
 
-__all__ = ["mel_filterbank"]
+__all__ = ["mel_filterbank", "nt_xent"]
