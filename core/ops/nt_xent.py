@@ -80,17 +80,20 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: b
     check_inputs(z1, z2, temperature)
     if not isinstance(normalize, bool) or not isinstance(gather, bool):
         raise ValueError(f"normalize and gather must be bools, got {normalize!r} and {gather!r}")
-    if not z1.is_cuda and z1.dtype in (torch.float16, torch.bfloat16):
-        z1, z2 = z1.float(), z2.float()  # the CPU kernels take float32 or float64
-    n = z1.shape[0]
+    half = z1.dtype in (torch.float16, torch.bfloat16)
+    # normalise and take the positives in float32 for half inputs (a half sum of squares
+    # overflows); the CUDA kernels then read the rows in their own dtype, the CPU ones in float32
+    a1, a2 = (z1.float(), z2.float()) if half else (z1, z2)
     if normalize:
-        z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    candidates = [z1, z2]
+        a1, a2 = F.normalize(a1, dim=1), F.normalize(a2, dim=1)
+    if z1.is_cuda:
+        a1, a2 = a1.to(z1.dtype), a2.to(z1.dtype)
+    n = z1.shape[0]
+    candidates = [a1, a2]
     if gather and distributed.world_size() > 1:
         rank = torch.distributed.get_rank()
-        parts1, parts2 = distributed.all_gather_with_grad(z1), distributed.all_gather_with_grad(z2)
+        parts1, parts2 = distributed.all_gather_with_grad(a1), distributed.all_gather_with_grad(a2)
         candidates += [p for q in range(len(parts1)) if q != rank for p in (parts1[q], parts2[q])]
-    u = torch.cat(candidates)
-    lse = _SimilarityLogSumExp.apply(u, 2 * n, 1.0 / temperature)
-    positives = (z1 * z2).sum(dim=1).to(lse.dtype) / temperature
-    return lse.mean() - positives.mean()
+    lse = _SimilarityLogSumExp.apply(torch.cat(candidates), 2 * n, 1.0 / temperature)
+    positives = (a1.to(lse.dtype) * a2.to(lse.dtype)).sum(dim=1) / temperature
+    return (lse - positives.repeat(2)).mean()

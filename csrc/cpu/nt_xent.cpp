@@ -161,8 +161,8 @@ void backward_tiles(const T* up, const Layout<T>& L, const T* w, const T* lsep, 
       if (j0 + BC > L.Mc || (i0 < j0 + BC && j0 < i0 + BR)) mask_tile(L, i0, j0, T(0), St.data());
       // G[BR, Dp] += A[BR, BC] . up[j0 : j0 + BC, Dp]
       const T* rows = up + j0 * L.Dp;
-      for (int64_t rb = 0; rb < BR; rb += MR) {
-        for (int64_t cb = 0; cb < L.Dp; cb += NW) {
+      for (int64_t cb = 0; cb < L.Dp; cb += NW) {  // a BC x NW block of rows stays in L1 over rb
+        for (int64_t rb = 0; rb < BR; rb += MR) {
           V acc[MR][NC];
           for (int r = 0; r < MR; ++r)
             for (int c = 0; c < NC; ++c) acc[r][c] = load<V>(&G[(rb + r) * L.Dp + cb + c * lanes]);
