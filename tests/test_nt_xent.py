@@ -115,3 +115,32 @@ def _bad(**changes: object) -> dict:
 def test_bad_input_is_a_clear_value_error(fn, args: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         fn(**args)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5), (torch.bfloat16, 5e-2)])
+def test_cuda_matches_reference(rng: torch.Generator, dtype: torch.dtype, rtol: float) -> None:
+    z1, z2 = _views(rng, 150, 96)
+    z1c, z2c = (z.detach().to("cuda", dtype) for z in (z1, z2))
+    loss, g1, g2 = _loss_and_grads(ops.nt_xent, z1c, z2c, temperature=0.1)
+    want, w1, w2 = _loss_and_grads(reference.nt_xent, z1c.double().cpu(), z2c.double().cpu(), temperature=0.1)
+    torch.testing.assert_close(loss.double().cpu(), want, rtol=rtol, atol=0)
+    for g, w in ((g1, w1), (g2, w2)):
+        assert torch.linalg.vector_norm(g.double().cpu() - w) <= rtol * torch.linalg.vector_norm(w)
+
+
+@pytest.mark.parametrize("n_candidates, n_anchors", [(300, 100), (260, 64), (129, 65)])
+def test_anchor_rows_against_extra_negatives(rng: torch.Generator, n_candidates: int, n_anchors: int) -> None:
+    """The core the distributed path uses: anchors are the first rows, the rest only negatives."""
+    from musicrep.ops.nt_xent import _SimilarityLogSumExp
+
+    u = torch.nn.functional.normalize(torch.randn(n_candidates, 24, generator=rng, dtype=torch.float64), dim=1)
+    weights = torch.rand(n_anchors, generator=rng, dtype=torch.float64)
+    a, b = u.clone().requires_grad_(), u.clone().requires_grad_()
+    got = _SimilarityLogSumExp.apply(a, n_anchors, 5.0)
+    logits = (b[:n_anchors] @ b.T * 5.0).masked_fill(torch.eye(n_anchors, n_candidates, dtype=torch.bool), float("-inf"))
+    want = torch.logsumexp(logits, dim=1)
+    (got * weights).sum().backward()
+    (want * weights).sum().backward()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)

@@ -32,6 +32,7 @@ struct Simd<double> {
 
 constexpr int64_t BR = 64;  // rows per tile (the unit of parallel work)
 constexpr int64_t BC = 64;  // candidate columns per panel
+static_assert(BR == BC, "the forward pairs row tile I with panel J = I: tiles and panels align");
 constexpr int MR = 8;       // micro-kernel: MR broadcast rows ...
 constexpr int NC = 2;       // ... times NC vectors
 
@@ -96,45 +97,98 @@ void similarity_tile(const T* IT, const T* up, const Layout<T>& L, int64_t j0, T
   }
 }
 
-// Logits that do not count: a row with itself, and the padding columns beyond Mc.
+// Logits that do not count: a row with itself, and the padding rows and columns beyond Mc.
 template <class T>
 void mask_tile(const Layout<T>& L, int64_t i0, int64_t j0, T value, T* St) {
   for (int64_t j = std::max<int64_t>(0, L.Mc - j0); j < BC; ++j)
     for (int64_t r = 0; r < BR; ++r) St[j * BR + r] = value;
+  for (int64_t j = 0; j < BC; ++j)
+    for (int64_t r = std::max<int64_t>(0, L.Mc - i0); r < BR; ++r) St[j * BR + r] = value;
   for (int64_t r = 0; r < BR; ++r) {
     const int64_t j = i0 + r - j0;
     if (j >= 0 && j < BC) St[j * BR + r] = value;
   }
 }
 
+// Running (max, sum) per anchor row, one set per thread (merged at the end): the forward visits
+// each unordered pair of tiles once and updates the stats of both its row and column anchors.
 template <class T>
-void forward_tiles(const T* up, const Layout<T>& L, T inv_tau, T* lse, int64_t t0, int64_t t1) {
-  std::vector<T> IT(L.D * BR), St(BC * BR), tmax(BR), tsum(BR), shift(BR), m(BR), s(BR);
-  for (int64_t t = t0; t < t1; ++t) {
-    const int64_t i0 = t * BR;
-    pack_rows_transposed(up, L, i0, IT.data());
-    std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-    std::fill(s.begin(), s.end(), T(0));
-    for (int64_t j0 = 0; j0 < L.Mc; j0 += BC) {
-      similarity_tile(IT.data(), up, L, j0, inv_tau, St.data());
-      if (j0 + BC > L.Mc || (i0 < j0 + BC && j0 < i0 + BR))
-        mask_tile(L, i0, j0, -std::numeric_limits<T>::infinity(), St.data());
-      // the tile's (max, sum of exponentials) for all BR rows at once, vectorised along the rows
-      std::fill(tmax.begin(), tmax.end(), -std::numeric_limits<T>::infinity());
-      std::fill(tsum.begin(), tsum.end(), T(0));
-      for (int64_t j = 0; j < BC; ++j) {
-        const T* x = &St[j * BR];
-        for (int64_t r = 0; r < BR; ++r) tmax[r] = x[r] > tmax[r] ? x[r] : tmax[r];
-      }
-      for (int64_t r = 0; r < BR; ++r)  // a fully masked row: shift 0, every term exp(-inf) = 0
-        shift[r] = tmax[r] == -std::numeric_limits<T>::infinity() ? T(0) : tmax[r];
-      for (int64_t j = 0; j < BC; ++j) {
-        const T* x = &St[j * BR];
-        for (int64_t r = 0; r < BR; ++r) tsum[r] += exp_of(x[r] - shift[r]);
-      }
-      for (int64_t r = 0; r < BR; ++r) lse_merge(m[r], s[r], tmax[r], tsum[r]);
+struct RowStats {
+  T* m;
+  T* s;
+};
+
+// Fold the tile's logits into the stats of its BR rows, vectorised along the rows.
+template <class T>
+void update_rows(const T* St, RowStats<T> rows, T* tmax, T* tsum, T* shift) {
+  std::fill(tmax, tmax + BR, -std::numeric_limits<T>::infinity());
+  std::fill(tsum, tsum + BR, T(0));
+  for (int64_t j = 0; j < BC; ++j) {
+    const T* x = &St[j * BR];
+    for (int64_t r = 0; r < BR; ++r) tmax[r] = x[r] > tmax[r] ? x[r] : tmax[r];
+  }
+  for (int64_t r = 0; r < BR; ++r)  // a fully masked row: shift 0, every term exp(-inf) = 0
+    shift[r] = tmax[r] == -std::numeric_limits<T>::infinity() ? T(0) : tmax[r];
+  for (int64_t j = 0; j < BC; ++j) {
+    const T* x = &St[j * BR];
+    for (int64_t r = 0; r < BR; ++r) tsum[r] += exp_of(x[r] - shift[r]);
+  }
+  for (int64_t r = 0; r < BR; ++r) lse_merge(rows.m[r], rows.s[r], tmax[r], tsum[r]);
+}
+
+// Fold the tile's logits into the stats of its first n_cols columns (anchors), each a reduction
+// along one contiguous row of St, kept in SIMD vectors.
+template <class T>
+void update_cols(const T* St, int64_t n_cols, RowStats<T> cols, T* ex) {
+  using V = typename Layout<T>::V;
+  constexpr int64_t lanes = Layout<T>::lanes;
+  for (int64_t j = 0; j < n_cols; ++j) {
+    const T* x = &St[j * BR];
+    V vm = load<V>(x);
+    for (int64_t r = lanes; r < BR; r += lanes) {
+      const V v = load<V>(x + r);
+      vm = v > vm ? v : vm;
     }
-    for (int64_t r = 0; r < BR && i0 + r < L.M; ++r) lse[i0 + r] = lse_finish(m[r], s[r]);
+    T tmax = vm[0];
+    for (int64_t l = 1; l < lanes; ++l) tmax = vm[l] > tmax ? vm[l] : tmax;
+    if (tmax == -std::numeric_limits<T>::infinity()) continue;
+    for (int64_t r = 0; r < BR; ++r) ex[r] = exp_of(x[r] - tmax);
+    V vs = load<V>(ex);
+    for (int64_t r = lanes; r < BR; r += lanes) vs += load<V>(ex + r);
+    T tsum = 0;
+    for (int64_t l = 0; l < lanes; ++l) tsum += vs[l];
+    lse_merge(cols.m[j], cols.s[j], tmax, tsum);
+  }
+}
+
+// Tile pairs (I, J), I an anchor row tile, J >= I a candidate panel, numbered row tile by row
+// tile: first[I] is the number of the pair (I, I).
+std::vector<int64_t> first_pairs(int64_t row_tiles, int64_t panels) {
+  std::vector<int64_t> first(row_tiles + 1, 0);
+  for (int64_t I = 0; I < row_tiles; ++I) first[I + 1] = first[I] + (panels - I);
+  return first;
+}
+
+template <class T>
+void forward_pairs(const T* up, const Layout<T>& L, T inv_tau, const std::vector<int64_t>& first,
+                   int64_t p0, int64_t p1, RowStats<T> stats) {
+  std::vector<T> IT(L.D * BR), St(BC * BR), tmax(BR), tsum(BR), shift(BR), ex(BR);
+  int64_t I = std::upper_bound(first.begin(), first.end(), p0) - first.begin() - 1;
+  int64_t packed = -1;
+  for (int64_t p = p0; p < p1; ++p) {
+    while (p >= first[I + 1]) ++I;
+    const int64_t i0 = I * BR, j0 = (I + p - first[I]) * BC;
+    if (packed != I) {
+      pack_rows_transposed(up, L, i0, IT.data());
+      packed = I;
+    }
+    similarity_tile(IT.data(), up, L, j0, inv_tau, St.data());
+    if (j0 + BC > L.Mc || i0 == j0 || i0 + BR > L.Mc)
+      mask_tile(L, i0, j0, -std::numeric_limits<T>::infinity(), St.data());
+    update_rows(St.data(), RowStats<T>{stats.m + i0, stats.s + i0}, tmax.data(), tsum.data(), shift.data());
+    if (j0 != i0 && j0 < L.M)  // the same logits, seen from the anchors among the columns
+      update_cols(St.data(), std::min<int64_t>(BC, L.M - j0), RowStats<T>{stats.m + j0, stats.s + j0},
+                  ex.data());
   }
 }
 
@@ -185,8 +239,18 @@ template <class T>
 void nt_xent_lse_forward(const T* u, int64_t Mc, int64_t M, int64_t D, T inv_tau, T* lse) {
   const Layout<T> L(Mc, M, D);
   const std::vector<T> up = padded_copy(u, L);
-  at::parallel_for(0, L.anchor_tiles(), 1, [&](int64_t t0, int64_t t1) {
-    forward_tiles(up.data(), L, inv_tau, lse, t0, t1);
+  const std::vector<int64_t> first = first_pairs(L.anchor_tiles(), L.Mcp / BC);
+  const int64_t rows = L.anchor_tiles() * BR, n_threads = at::get_num_threads();
+  std::vector<T> m(n_threads * rows, -std::numeric_limits<T>::infinity()), s(n_threads * rows, T(0));
+  at::parallel_for(0, first.back(), 1, [&](int64_t p0, int64_t p1) {
+    const int64_t t = at::get_thread_num();
+    forward_pairs(up.data(), L, inv_tau, first, p0, p1, RowStats<T>{&m[t * rows], &s[t * rows]});
+  });
+  at::parallel_for(0, M, 1024, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t t = 1; t < n_threads; ++t) lse_merge(m[r], s[r], m[t * rows + r], s[t * rows + r]);
+      lse[r] = lse_finish(m[r], s[r]);
+    }
   });
 }
 
