@@ -1,9 +1,16 @@
-// Fused NT-Xent on the CPU. Work is split over row tiles of BR rows (at::parallel_for); each tile
-// sweeps the candidates in panels of BC columns. A panel's similarities are made by a
+// Fused NT-Xent on the CPU. A tile's similarities (BR rows x BC candidate columns) come from a
 // register-blocked micro-kernel (mma_tile over GCC/Clang SIMD vectors) into a transposed tile
-// St[BC][BR] that fits in L1, so the per-row log-sum-exp and gradient weights run vectorised
-// across the tile's rows. Extra memory: a zero-padded copy of u and, per thread, one packed row
-// tile, one similarity tile and (backward) one gradient tile: O(Mc * D) in all.
+// St[BC][BR] that fits in L1, so the log-sum-exp statistics and gradient weights run vectorised
+// across the tile's rows.
+//  - Forward: at::parallel_for over the pairs (row tile I, panel J >= I). The logits are
+//    symmetric, so one tile updates the online log-sum-exp of its rows and of the anchors among
+//    its columns: half the dot products of a row-by-row sweep. Each thread keeps its own
+//    (max, sum) per anchor; they are merged at the end (O(threads * M)).
+//  - Backward: at::parallel_for over row tiles; each owns its gradient rows and recomputes its
+//    tiles against every candidate, weighting each pair by both of its directions
+//    (grad_weight), so no two threads write the same row and nothing is reduced across threads.
+// Extra memory: a zero-padded copy of u and, per thread, one packed row tile, one similarity
+// tile and (backward) one gradient tile: O(Mc * D + threads * (M + BR * D)).
 #include "cpu/nt_xent.h"
 
 #include <ATen/Parallel.h>
