@@ -118,11 +118,21 @@ def test_nt_xent_cuda(benchmark, impl: str, n: int, d: int) -> None:
     _run(benchmark, impl, "cuda", n, d)
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def _write_results() -> None:
     lines = [
         "# NT-Xent: fused (musicrep.ops.nt_xent) vs materialised reference",
         "",
-        f"Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+        f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
         "Produced by benchmarks/test_bench_nt_xent.py (one run).",
