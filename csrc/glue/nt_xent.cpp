@@ -1,0 +1,109 @@
+// PyTorch-facing glue of the fused NT-Xent core. musicrep.ops.nt_xent validates every argument;
+// these TORCH_CHECKs are only the backstop before raw pointers are handed on.
+#include "cpu/nt_xent.h"
+#include "registry.h"
+
+#ifdef MUSICREP_WITH_CUDA
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "cuda/nt_xent_cuda.h"
+#endif
+
+namespace musicrep {
+namespace {
+
+void check_inputs(const at::Tensor& u, int64_t M) {
+  TORCH_CHECK(u.dim() == 2 && u.is_contiguous(), "nt_xent_lse: u must be a contiguous [Mc, D] tensor");
+  TORCH_CHECK(u.size(0) >= 2 && u.size(1) >= 1, "nt_xent_lse: need at least 2 candidates and D >= 1");
+  TORCH_CHECK(0 < M && M <= u.size(0), "nt_xent_lse: need 0 < M <= Mc");
+}
+
+// Accumulation (and lse/gradient) dtype: float64 stays float64, everything else is float32.
+at::ScalarType acc_type(const at::Tensor& u) {
+  return u.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+#ifdef MUSICREP_WITH_CUDA
+cuda::Dtype cuda_dtype(const at::Tensor& u) {
+  switch (u.scalar_type()) {
+    case at::kFloat: return cuda::Dtype::f32;
+    case at::kDouble: return cuda::Dtype::f64;
+    case at::kHalf: return cuda::Dtype::f16;
+    case at::kBFloat16: return cuda::Dtype::bf16;
+    default: TORCH_CHECK(false, "nt_xent_lse: unsupported CUDA dtype ", u.scalar_type());
+  }
+}
+#endif
+
+at::Tensor nt_xent_lse_forward(const at::Tensor& u, int64_t M, double inv_tau, int64_t stream) {
+  check_inputs(u, M);
+  const int64_t Mc = u.size(0), D = u.size(1);
+  auto lse = at::empty({M}, u.options().dtype(acc_type(u)));
+  if (u.is_cuda()) {
+#ifdef MUSICREP_WITH_CUDA
+    const c10::cuda::CUDAGuard guard(u.device());
+    cuda::nt_xent_lse_forward(u.data_ptr(), cuda_dtype(u), Mc, M, D, inv_tau, lse.data_ptr(),
+                              reinterpret_cast<cudaStream_t>(stream));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return lse;
+#else
+    TORCH_CHECK(false, "nt_xent_lse: musicrep._C was built without CUDA kernels");
+#endif
+  }
+  if (u.scalar_type() == at::kDouble) {
+    cpu::nt_xent_lse_forward<double>(u.data_ptr<double>(), Mc, M, D, inv_tau, lse.data_ptr<double>());
+  } else {
+    TORCH_CHECK(u.scalar_type() == at::kFloat, "nt_xent_lse: CPU kernels take float32 or float64");
+    cpu::nt_xent_lse_forward<float>(u.data_ptr<float>(), Mc, M, D, static_cast<float>(inv_tau),
+                                    lse.data_ptr<float>());
+  }
+  return lse;
+}
+
+at::Tensor nt_xent_lse_backward(const at::Tensor& u, const at::Tensor& lse, const at::Tensor& g,
+                                int64_t M, double inv_tau, int64_t stream) {
+  check_inputs(u, M);
+  const auto acc = acc_type(u);
+  TORCH_CHECK(lse.dim() == 1 && lse.size(0) == M && lse.scalar_type() == acc && lse.is_contiguous(),
+              "nt_xent_lse: lse must be a contiguous [M] tensor in the accumulation dtype");
+  TORCH_CHECK(g.dim() == 1 && g.size(0) == M && g.scalar_type() == acc && g.is_contiguous(),
+              "nt_xent_lse: g must be a contiguous [M] tensor in the accumulation dtype");
+  TORCH_CHECK(lse.device() == u.device() && g.device() == u.device(), "nt_xent_lse: mixed devices");
+  const int64_t Mc = u.size(0), D = u.size(1);
+  auto grad = at::empty({Mc, D}, u.options().dtype(acc));
+  if (u.is_cuda()) {
+#ifdef MUSICREP_WITH_CUDA
+    const c10::cuda::CUDAGuard guard(u.device());
+    cuda::nt_xent_lse_backward(u.data_ptr(), cuda_dtype(u), lse.data_ptr(), g.data_ptr(), Mc, M, D,
+                               inv_tau, grad.data_ptr(), reinterpret_cast<cudaStream_t>(stream));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return grad;
+#else
+    TORCH_CHECK(false, "nt_xent_lse: musicrep._C was built without CUDA kernels");
+#endif
+  }
+  if (u.scalar_type() == at::kDouble) {
+    cpu::nt_xent_lse_backward<double>(u.data_ptr<double>(), lse.data_ptr<double>(), g.data_ptr<double>(),
+                                      Mc, M, D, inv_tau, grad.data_ptr<double>());
+  } else {
+    TORCH_CHECK(u.scalar_type() == at::kFloat, "nt_xent_lse: CPU kernels take float32 or float64");
+    cpu::nt_xent_lse_backward<float>(u.data_ptr<float>(), lse.data_ptr<float>(), g.data_ptr<float>(),
+                                     Mc, M, D, static_cast<float>(inv_tau), grad.data_ptr<float>());
+  }
+  return grad;
+}
+
+}  // namespace
+
+MUSICREP_BIND(bind_nt_xent) {
+  using pybind11::arg;
+  m.def("nt_xent_lse_forward", &nt_xent_lse_forward,
+        "Per-anchor log-sum-exp of scaled similarities, excluding self: lse [M] (fused, tiled)",
+        arg("u"), arg("M"), arg("inv_tau"), arg("stream") = 0);
+  m.def("nt_xent_lse_backward", &nt_xent_lse_backward,
+        "Gradient of sum_r g[r] * lse[r] with respect to u [Mc, D] (recomputes the tiles)",
+        arg("u"), arg("lse"), arg("g"), arg("M"), arg("inv_tau"), arg("stream") = 0);
+}
+
+}  // namespace musicrep
