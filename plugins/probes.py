@@ -206,7 +206,7 @@ class MLPProbe(Probe):
         dropout: list[float] = field(default_factory=lambda: [0.25])
         epochs: int = 100
         patience: int = 10
-        batch_size: int = 256
+        batch_size: int = 64
 
         def __post_init__(self) -> None:
             for key in ("hidden", "lr", "weight_decay", "dropout"):
