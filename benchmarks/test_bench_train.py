@@ -33,7 +33,7 @@ def test_pretrain_step(benchmark, encoder: str, device: str) -> None:
     objective = musicrep.get_component("objective", "simclr")
     objective.setup(embedder.encoder.dim, TrainingData(None, 0))
     augs = [musicrep.get_component("augmentation", "gain"), musicrep.get_component("augmentation", "time-mask")]
-    module = TrainModule(embedder, objective, [augs[0]], [augs[1]]).to(device)
+    module = TrainModule(embedder, objective, augs).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     waves = torch.randn(batch, 2, int(sr * seconds), device=device) * 0.1
     generator = torch.Generator(device=device).manual_seed(0)

@@ -13,8 +13,7 @@ holds only the contract and the shared random draws.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -107,20 +106,6 @@ class Chain(nn.Module):
             (wave if domain == "wave" else spec).append(aug)
         self.wave = nn.ModuleList(wave)
         self.spec = nn.ModuleList(spec)
-
-    @classmethod
-    def from_config(cls, entries: Sequence[Mapping[str, Any]]) -> "Chain":
-        """From ``[{"name": "gain", "min_db": -6.0}, ...]`` (a TOML array of tables)."""
-        from musicrep.registry import get_component
-
-        augs = []
-        for i, entry in enumerate(entries):
-            values = dict(entry)
-            name = values.pop("name", None)
-            if not isinstance(name, str):
-                raise ValueError(f"augmentations[{i}] needs a 'name' (an augmentation plugin's name)")
-            augs.append(get_component("augmentation", name, **values))
-        return cls(augs)
 
     def apply_wave(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         for aug in self.wave:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from musicrep import atomic
 from musicrep.audio import BadAudioError
+from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
@@ -133,20 +134,15 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 class TrainModule(nn.Module):
     """Everything with parameters in one module, so DDP and the optimizer see it whole."""
 
-    def __init__(self, embedder: Embedder, objective: Objective, wave_augs: list[nn.Module],
-                 spec_augs: list[nn.Module]) -> None:
+    def __init__(self, embedder: Embedder, objective: Objective, augmentations: list[nn.Module]) -> None:
         super().__init__()
         self.embedder, self.objective = embedder, objective
-        self.wave_augs, self.spec_augs = nn.ModuleList(wave_augs), nn.ModuleList(spec_augs)
+        self.augment = Chain(augmentations)
 
     def forward(self, waves: torch.Tensor, targets: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         b, views, t = waves.shape
         x = waves.transpose(0, 1).reshape(views * b, t)  # view-major: [view0 batch, view1 batch]
-        for aug in self.wave_augs:
-            x = aug(x, generator)
-        features = self.embedder.frontend(x)
-        for aug in self.spec_augs:
-            features = aug(features, generator)
+        features = self.augment(x, self.embedder.frontend, generator)
         embeddings = self.embedder.encoder(features)
         return self.objective(list(embeddings.split(b)), targets)
 
@@ -163,9 +159,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     rank, world_size = world()
     out_dir.mkdir(parents=True, exist_ok=True)
     objective.setup(embedder.encoder.dim, data)
-    wave_augs = [a for a in augmentations if getattr(a, "domain", "wave") == "wave"]
-    spec_augs = [a for a in augmentations if getattr(a, "domain", "wave") == "spec"]
-    module = TrainModule(embedder, objective, wave_augs, spec_augs).to(device)
+    module = TrainModule(embedder, objective, augmentations).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
