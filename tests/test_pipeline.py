@@ -128,3 +128,20 @@ def test_relative_task_paths_are_relative_to_the_toml(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     spec = load_pipeline("project/p.toml")
     assert spec.tasks["mine"].config.path == str(folder / "data" / "manifest.csv")
+
+
+def test_dry_run_reports_what_is_cached_and_writes_nothing(tmp_path: Path, registry: Registry,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    path = write_pipeline(tmp_path)
+    assert run_pipeline(path, registry=registry, dry_run=True) is None
+    err = capsys.readouterr().err
+    assert "embed small/tones: to do" in err and "probe other/tones/knn: to do" in err
+    assert not (tmp_path / "runs").exists()
+    run_pipeline(path, registry=registry)
+    capsys.readouterr()
+    run_pipeline(path, registry=registry, dry_run=True)
+    err = capsys.readouterr().err
+    assert "embed small/tones: cached" in err and "probe other/tones/knn: cached" in err
+    run_pipeline(path, registry=registry, dry_run=True, force=["probe"])
+    err = capsys.readouterr().err
+    assert "embed small/tones: cached" in err and "probe small/tones/linear: to do" in err

@@ -75,26 +75,39 @@ def encode_target_for(data: TrainingData, task: Any, item: Any) -> np.ndarray | 
     return None if data.kind is None else encode_target(data.kind, list(task.label_names), item.labels)
 
 
-def pretrain_stage(run: Any, model: Any, embedder: Embedder, tasks: dict[str, Any]) -> None:
-    """Pre-train ``embedder`` in place, or load the cached result of an identical earlier run."""
-    out_dir = run.run_dir / "models" / model.name
-    fields = {k: v for k, v in asdict(model.pretrain).items() if k != "data"}
-    settings = TrainSettings(**fields, seed=run.spec.run.seed)
-    description = {
+def pretrain_description(run: Any, model: Any) -> dict[str, Any]:
+    """Everything that determines a pre-trained model; its hash is the stage's cache key."""
+    return {
         "frontend": model.frontend.describe(), "encoder": model.encoder.describe(),
         "objective": model.objective.describe(), "augmentations": [a.describe() for a in model.augmentations],
         "pretrain": asdict(model.pretrain), "data": {n: run.spec.tasks[n].describe() if n in run.spec.tasks else n
                                                      for n in model.pretrain.data},
         "seed": run.spec.run.seed,
     }
+
+
+def cached_weights(run: Any, model: Any) -> dict[str, torch.Tensor] | None:
+    """The weights of an identical earlier pre-training of ``model``, if there is one."""
+    final = run.run_dir / "models" / model.name / "final.pt"
+    if not final.exists() or "pretrain" in run.force:
+        return None
+    state = torch.load(final, map_location="cpu", weights_only=False)
+    return state["embedder"] if state.get("key") == training_key(pretrain_description(run, model)) else None
+
+
+def pretrain_stage(run: Any, model: Any, embedder: Embedder, tasks: dict[str, Any]) -> None:
+    """Pre-train ``embedder`` in place, or load the cached result of an identical earlier run."""
+    out_dir = run.run_dir / "models" / model.name
+    fields = {k: v for k, v in asdict(model.pretrain).items() if k != "data"}
+    settings = TrainSettings(**fields, seed=run.spec.run.seed)
+    description = pretrain_description(run, model)
     key = training_key(description)
     final = out_dir / "final.pt"
-    if final.exists() and "pretrain" not in run.force:
-        state = torch.load(final, map_location="cpu", weights_only=False)
-        if state.get("key") == key:
-            embedder.load_state_dict(state["embedder"])
-            run.log(f"pretrain {model.name}: cached")
-            return
+    cached = cached_weights(run, model)
+    if cached is not None:
+        embedder.load_state_dict(cached)
+        run.log(f"pretrain {model.name}: cached")
+        return
     if "pretrain" in run.force and (out_dir / "last.pt").exists():
         (out_dir / "last.pt").unlink()
     sources, data = gather_sources(run, model, tasks)

@@ -29,7 +29,7 @@ from musicrep.embed import extract
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.hashing import config_hash, state_hash
 from musicrep.model import Embedder
-from musicrep.pipeline.pretrain import pretrain_stage
+from musicrep.pipeline.pretrain import cached_weights, pretrain_stage
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
@@ -104,9 +104,12 @@ class PipelineRun:
             pretrain_stage(self, model, embedder, tasks)
         return embedder
 
-    def embed(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> Path:
-        store = self.run_dir / "embeddings" / model.name / f"{task_name}.h5"
-        provenance = {
+    def store_path(self, model: ModelSpec, task_name: str) -> Path:
+        return self.run_dir / "embeddings" / model.name / f"{task_name}.h5"
+
+    def provenance(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> dict[str, Any]:
+        """What a store holds: the model's weights hash, its config, windowing and the task's items."""
+        return {
             "model": state_hash(embedder.state_dict()),
             "frontend": model.frontend.describe(),
             "encoder": model.encoder.describe(),
@@ -114,6 +117,22 @@ class PipelineRun:
             "task": {**self.spec.tasks[task_name].describe(), "items": task.fingerprint()},
             "musicrep": __version__,
         }
+
+    def probe_path(self, model: ModelSpec, task_name: str, probe_ref: Any) -> Path:
+        return self.run_dir / "probes" / model.name / task_name / f"{probe_ref.name}.json"
+
+    def probe_key(self, provenance: dict[str, Any], probe_ref: Any, task: Any) -> str:
+        return config_hash([provenance, probe_ref.describe(), list(task.metrics), self.spec.run.seed])
+
+    def probe_done(self, path: Path, key: str) -> bool:
+        return path.exists() and "probe" not in self.force and json.loads(path.read_text()).get("key") == key
+
+    def embed(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> Path:
+        store = self.store_path(model, task_name)
+        provenance = self.provenance(model, embedder, task_name, task)
+        if store.exists() and not is_complete(store, provenance):
+            log(f"embed {model.name}/{task_name}: the existing store was made by another model or config; "
+                f"embedding again")
         if "embed" in self.force and store.exists():
             store.unlink()
         if is_complete(store, provenance):
@@ -139,9 +158,9 @@ class PipelineRun:
         with EmbeddingStore(store) as opened:
             store_key = opened.provenance
         for probe_ref in self.spec.probes:
-            key = config_hash([store_key, probe_ref.describe(), list(task.metrics), self.spec.run.seed])
-            out = self.run_dir / "probes" / model.name / task_name / f"{probe_ref.name}.json"
-            if out.exists() and "probe" not in self.force and json.loads(out.read_text()).get("key") == key:
+            key = self.probe_key(store_key, probe_ref, task)
+            out = self.probe_path(model, task_name, probe_ref)
+            if self.probe_done(out, key):
                 log(f"probe {model.name}/{task_name}/{probe_ref.name}: cached")
                 continue
             started = time.perf_counter()
@@ -152,6 +171,34 @@ class PipelineRun:
             test = result["metrics"]["test"][result["primary"]]
             log(f"probe {model.name}/{task_name}/{probe_ref.name}: test {result['primary']} = {test:.4f} "
                 f"({time.perf_counter() - started:.1f} s)")
+
+    def plan(self) -> list[str]:
+        """What a run would do: each stage's work, cached or to do, computed from the same keys."""
+        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
+        self.check_compatibility(tasks)
+        lines = []
+        for model in self.spec.models.values():
+            embedder = build_model(self.spec, model, self.registry)
+            ready = True
+            if model.pretrain is not None:
+                weights = cached_weights(self, model)
+                ready = weights is not None
+                if ready:
+                    embedder.load_state_dict(weights)
+                lines.append(f"  pretrain {model.name}: {'cached' if ready else 'to do'}")
+            for task_name, task in tasks.items():
+                if not ready:
+                    lines.append(f"  embed {model.name}/{task_name}: to do (after pre-training)")
+                    lines += [f"  probe {model.name}/{task_name}/{p.name}: to do" for p in self.spec.probes]
+                    continue
+                provenance = self.provenance(model, embedder, task_name, task)
+                stored = "embed" not in self.force and is_complete(self.store_path(model, task_name), provenance)
+                lines.append(f"  embed {model.name}/{task_name}: {'cached' if stored else 'to do'}")
+                for probe_ref in self.spec.probes:
+                    done = stored and self.probe_done(self.probe_path(model, task_name, probe_ref),
+                                                      self.probe_key(provenance, probe_ref, task))
+                    lines.append(f"  probe {model.name}/{task_name}/{probe_ref.name}: {'cached' if done else 'to do'}")
+        return lines
 
     def run(self) -> str:
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
@@ -196,6 +243,8 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
     for line in describe_plan(spec, run_dir):
         log(line)
     if dry_run:
+        for line in PipelineRun(spec, run_dir, force_set, registry).plan():
+            log(line)
         return None
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
     with contextlib.nullcontext() if worker else run_lock(run_dir):
