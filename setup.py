@@ -86,15 +86,18 @@ setup(
         "soundfile>=0.12",
         "soxr>=0.3",
         "tqdm>=4.60",
+        "safetensors>=0.4",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10",
+                 "mule-torch==0.2.0"],
     },
     entry_points={
         "console_scripts": ["musicrep = musicrep.cli:main"],
         "musicrep.plugins": [
             f"{group} = musicrep.plugins.{group}"
-            for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging")
+            for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging",
+                          "sfnfnet")
         ],
     },
     zip_safe=False,
