@@ -128,7 +128,7 @@ def read_mule_files(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 
 def load_mule_weights(embedder: Embedder, path: Path) -> None:
     """Load a MULE checkpoint (mule-torch's layout) into ``embedder``, every tensor checked."""
-    from musicrep.plugins.mule import translate_key
+    from musicrep.plugins.mule import mule_key, translate_key
 
     weights_file, tensors = read_mule_files(path)
     translated: dict[str, tuple[str, torch.Tensor]] = {}
@@ -142,7 +142,8 @@ def load_mule_weights(embedder: Embedder, path: Path) -> None:
         if key not in translated:
             if key in optional:
                 continue
-            raise MusicrepError(f"{weights_file}: tensor missing for {key} (not a MULE SF-NFNet-F0 checkpoint?)")
+            raise MusicrepError(f"{weights_file}: tensor '{mule_key(key)}' is missing (not a MULE SF-NFNet-F0 "
+                                "checkpoint?)")
         name, tensor = translated[key]
         if tuple(tensor.shape) != tuple(target.shape):
             raise MusicrepError(f"{weights_file}: tensor '{name}' has shape {tuple(tensor.shape)}, MULE's "

@@ -81,6 +81,24 @@ def translate_key(key: str) -> str | None:
     return out
 
 
+_INVERSE = [
+    (r"^frontend\.filters$", "frontend.mel_fb"),
+    (r"^encoder\.(slow|fast)\.stem\.(\d+)\.", r"backbone.\1_stem.convs.\2."),
+    (r"^encoder\.laterals\.(\d+)\.temporal\.", r"backbone.fusions.\1.conv1."),
+    (r"^encoder\.laterals\.(\d+)\.expand\.", r"backbone.fusions.\1.conv2."),
+    (r"^encoder\.(slow|fast)\.stages\.(\d+)\.(\d+)\.", r"backbone.\1_stages.\2.blocks.\3."),
+    (r"\.se\.squeeze\.", ".se.fc1."), (r"\.se\.excite\.", ".se.fc2."), (r"\.shortcut\.", ".skip_conv."),
+]
+
+
+def mule_key(key: str) -> str:
+    """The MULE checkpoint name of an Embedder tensor (``translate_key``'s inverse), for messages."""
+    out = re.sub(r"\.conv([1-4])\.", lambda m: f".convs.{int(m.group(1)) - 1}.", key) if ".stages." in key else key
+    for pattern, repl in _INVERSE:
+        out = re.sub(pattern, repl, out)
+    return out
+
+
 def config_mismatch(config: dict[str, Any]) -> str | None:
     """The first ``config.json`` setting that differs from what musicrep's MULE recipe runs."""
     for key, expected in {**MULE_FRONTEND, **MULE_ARCHITECTURE}.items():

@@ -178,11 +178,21 @@ def test_other_architecture_is_refused(reference: tuple, tmp_path: Path) -> None
 
     other = tmp_path / "other.safetensors"
     save_file({k: v.contiguous() for k, v in torch.nn.Linear(4, 2).state_dict().items()}, str(other))
-    with pytest.raises(MusicrepError, match=r"other\.safetensors: tensor missing for encoder\.slow\.stem\.0"):
+    with pytest.raises(MusicrepError, match=r"other\.safetensors: tensor 'backbone\.slow_stem\.convs\.0\.weight' "
+                                            "is missing"):
         musicrep.load_model("mule", weights=other)
     folder = copy_weights(reference, tmp_path, config_edit=lambda c: c.update(n_mels=128))
     with pytest.raises(MusicrepError, match=r"config\.json.*'n_mels' is 128"):
         musicrep.load_model("mule", weights=folder)
+
+
+def test_checkpoint_names_map_both_ways(reference: tuple, ours) -> None:
+    from musicrep.plugins.mule import mule_key, translate_key
+
+    theirs = [k for k in reference[0].state_dict() if translate_key(k) is not None]
+    mapped = {translate_key(k) for k in theirs}
+    assert mapped == set(ours.embedder.state_dict())
+    assert all(mule_key(translate_key(k)) == k for k in theirs)
 
 
 def test_nonexistent_weights_and_names(tmp_path: Path) -> None:
