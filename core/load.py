@@ -202,8 +202,13 @@ def from_run(path: Path, overrides: dict[str, Any]) -> Embedder:
     embed_options, encoder_options = split_overrides(overrides)
     parts = {}
     for kind, extra in (("frontend", {}), ("encoder", encoder_options)):
-        options = dict(description[kind])
-        parts[kind] = get_component(kind, options.pop("type"), **{**options, **extra})
+        options = dict(description.get(kind) or {}) if isinstance(description, dict) else {}
+        if "type" not in options:
+            raise MusicrepError(f"{checkpoint}: the checkpoint does not say which {kind} it was trained with")
+        try:
+            parts[kind] = get_component(kind, options.pop("type"), **{**options, **extra})
+        except MusicrepError as exc:  # e.g. the plugin that provided it is no longer installed
+            raise MusicrepError(f"{checkpoint}: cannot rebuild its {kind}: {exc}") from None
     embedder = Embedder(parts["frontend"], parts["encoder"], **{**run_embed_settings(checkpoint), **embed_options})
     expected, saved = embedder.state_dict(), state["embedder"]
     for key, target in expected.items():

@@ -277,8 +277,8 @@ class SFNFNet(nn.Module):
 
         def __post_init__(self) -> None:
             if self.width is not None and not 0 < self.width <= 1.25:
-                raise invalid("width", f"must be in (0, 1.25] (1.25 keeps the model under 100M "
-                                       f"parameters), got {self.width}")
+                raise invalid("width", f"must be in (0, 1.25] (1.25 at f0's depths is 97M parameters), "
+                                       f"got {self.width}")
             if self.depths is not None and (len(self.depths) != 4 or any(d < 1 for d in self.depths)):
                 raise invalid("depths", f"needs 4 positive block counts, got {self.depths}")
             if not 0 < self.alpha <= 1:

@@ -74,6 +74,10 @@ def test_bad_checkpoints_name_file_and_tensor(tmp_path: Path, fakes) -> None:
     torch.save(state, final)
     with pytest.raises(MusicrepError, match=rf"final\.pt: tensor '{name}' has shape"):
         musicrep.load_model(final)
+    state["description"]["encoder"]["type"] = "uninstalled-encoder"
+    torch.save(state, final)
+    with pytest.raises(MusicrepError, match=r"final\.pt: cannot rebuild its encoder: unknown encoder"):
+        musicrep.load_model(final)
     final.write_bytes(b"not a checkpoint")
     with pytest.raises(MusicrepError, match=r"final\.pt: not a readable checkpoint"):
         musicrep.load_model(final)
