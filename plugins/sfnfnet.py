@@ -179,7 +179,11 @@ class NFBlock(nn.Module):
         self.act, self.alpha, self.freq_stride = ACTIVATIONS[activation], alpha, freq_stride
         # the block's input enters as beta * gain * act(x): beta * gain goes into the kernels
         self.conv1 = StandardizedConv2d(in_channels, mid, (1, 1), input_scale=beta * gain)
-        self.conv2 = StandardizedConv2d(mid, mid, (1, 3), stride=(freq_stride, 1), groups=groups, input_scale=gain)
+        # conv2 strides in frequency with a kernel 1 high, so it reads only every freq_stride-th row
+        # of conv1's output (rows 0, s, 2s, ...: "same" padding adds none): forward computes
+        # conv1 on those rows alone, and conv2 itself then runs unstrided -- same result, and the
+        # widest 1x1 conv of each downsampling block does 1/freq_stride of the work.
+        self.conv2 = StandardizedConv2d(mid, mid, (1, 3), groups=groups, input_scale=gain)
         self.conv3 = StandardizedConv2d(mid, mid, (3, 1), groups=groups, input_scale=gain)
         self.conv4 = StandardizedConv2d(mid, out_channels, (1, 1), input_scale=gain)
         self.se = SqueezeExcite(out_channels)
@@ -190,7 +194,7 @@ class NFBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act(x)
-        branch = self.act(self.conv1(h))
+        branch = self.act(self.conv1(h[:, :, ::self.freq_stride] if self.freq_stride > 1 else h))
         branch = self.act(self.conv2(branch))
         branch = self.act(self.conv3(branch))
         branch = self.se(self.conv4(branch), self.skip_gain * self.alpha)
