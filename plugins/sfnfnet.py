@@ -148,10 +148,13 @@ class SqueezeExcite(nn.Module):
         self.squeeze = nn.Linear(channels, channels // 2)
         self.excite = nn.Linear(channels // 2, channels)
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
-        """``x`` gated, times ``scale`` (folded into the small gate tensor, not into ``x``)."""
+    def gates(self, x: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """``[B, C, 1, 1]`` gates for ``x``, times ``scale`` (folded into the gates, not into ``x``)."""
         gates = torch.sigmoid(self.excite(F.relu(self.squeeze(x.mean(dim=(2, 3))))))
-        return x * (gates * (2.0 * scale))[:, :, None, None]
+        return (gates * (2.0 * scale))[:, :, None, None]
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+        return x * self.gates(x, scale)
 
 
 def group_count(channels: int, group_size: int) -> int:
@@ -196,13 +199,15 @@ class NFBlock(nn.Module):
         h = self.act(x)
         branch = self.act(self.conv1(h[:, :, ::self.freq_stride] if self.freq_stride > 1 else h))
         branch = self.act(self.conv2(branch))
-        branch = self.act(self.conv3(branch))
-        branch = self.se(self.conv4(branch), self.skip_gain * self.alpha)
+        branch = self.conv4(self.act(self.conv3(branch)))
+        gates = self.se.gates(branch, self.skip_gain * self.alpha)
         if self.shortcut is None:
-            return x + branch
-        if self.freq_stride > 1:  # TF "same" average pool == ceil-mode pool of valid cells for k == s
-            h = F.avg_pool2d(h, (self.freq_stride, 1), ceil_mode=True)
-        return self.shortcut(h) + branch
+            skip = x
+        else:
+            if self.freq_stride > 1:  # TF "same" average pool == ceil-mode pool of valid cells for k == s
+                h = F.avg_pool2d(h, (self.freq_stride, 1), ceil_mode=True)
+            skip = self.shortcut(h)
+        return torch.addcmul(skip, branch, gates)  # skip + gated branch in one pass
 
 
 class Lateral(nn.Module):
