@@ -214,3 +214,21 @@ def test_standardized_conv_pads_like_tensorflow() -> None:
                                             (2, 8))
     assert out.shape == (1, 1, 48, 38)
     torch.testing.assert_close(out, manual)
+
+
+def test_tiny_trains_every_parameter() -> None:
+    """At init the zero skip gains silence every branch, yet each gain gets a gradient, and
+    once they move every parameter does."""
+    torch.manual_seed(0)
+    encoder = SFNFNet(SFNFNet.Config(preset="tiny")).train()
+    x = torch.randn(3, 64, 90)
+    encoder(x).pow(2).mean().backward()
+    gains = [m.skip_gain for m in encoder.modules() if hasattr(m, "skip_gain")]
+    assert all(g.grad is not None and g.grad.abs().item() > 0 for g in gains)
+    encoder.zero_grad()
+    with torch.no_grad():
+        for g in gains:
+            g.fill_(0.5)
+    encoder(x).pow(2).mean().backward()
+    silent = [n for n, p in encoder.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not silent, silent
