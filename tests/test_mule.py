@@ -14,6 +14,7 @@ import torch
 
 import musicrep
 from musicrep.errors import MusicrepError
+from musicrep.load import ReadyModel
 from musicrep.plugins.sfnfnet import SFNFNet, StandardizedConv2d
 
 mule_torch = pytest.importorskip("mule_torch")
@@ -47,7 +48,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple["mule_torch.Mul
 
 
 @pytest.fixture(scope="module")
-def ours(reference: tuple) -> musicrep.load.ReadyModel:
+def ours(reference: tuple) -> ReadyModel:
     return musicrep.load_model("mule", weights=reference[1])
 
 
@@ -129,7 +130,7 @@ def test_eval_caches_standardised_weights_and_refreshes_them() -> None:
 
 def test_bf16_is_close_and_float32(ours) -> None:
     wave = 0.3 * torch.randn(1, 2 * SR, generator=torch.Generator().manual_seed(11))
-    half = musicrep.load.ReadyModel(ours.embedder, precision="bf16")
+    half = ReadyModel(ours.embedder, precision="bf16")
     out = half(wave)
     assert out.dtype == torch.float32
     close(out, ours(wave), rel=0.1)
