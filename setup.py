@@ -87,15 +87,18 @@ setup(
         "soxr>=0.3",
         "tqdm>=4.60",
         "matplotlib>=3.6",
+        "safetensors>=0.4",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10",
+                 "mule-torch==0.2.0"],
     },
     entry_points={
         "console_scripts": ["musicrep = musicrep.cli:main"],
         "musicrep.plugins": [
             f"{group} = musicrep.plugins.{group}"
-            for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging")
+            for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging",
+                          "sfnfnet")
         ],
     },
     zip_safe=False,

@@ -7,6 +7,15 @@ from musicrep._version import __version__
 from musicrep.errors import ComponentError, ConfigError, MusicrepError, PluginError
 from musicrep.registry import get_component, list_components
 
+
+def __getattr__(name: str):
+    # load_model pulls in torch; keep ``import musicrep`` (and the CLI's start) light without it
+    if name == "load_model":
+        from musicrep.load import load_model
+
+        return load_model
+    raise AttributeError(f"module 'musicrep' has no attribute {name!r}")
+
 __all__ = [
     "__version__",
     "ComponentError",
@@ -15,4 +24,5 @@ __all__ = [
     "PluginError",
     "get_component",
     "list_components",
+    "load_model",
 ]

@@ -3,6 +3,10 @@
 Tracks are turned into features once, then cut into fixed-width windows of frames (every
 ``hop`` seconds); the encoder embeds each window and the track embedding pools them. This is
 what extraction runs and what ``musicrep.load_model`` returns.
+
+Two windowings: ``"start"`` (windows start at frame 0, then every hop) and ``"centered"``
+(MULE's: window centres at every hop after frame 0, each window spanning half a width either
+side, clamped to lie inside the track) -- the latter is what MULE's weights were used with.
 """
 from __future__ import annotations
 
@@ -18,7 +22,25 @@ def window_starts(n_frames: int, width: int, hop: int) -> list[int]:
     return list(range(0, n_frames - width + 1, hop))
 
 
-def cut_windows(features: torch.Tensor, width: int, hop: int) -> tuple[torch.Tensor, list[int]]:
+def centered_window_starts(n_frames: int, width: int, hop: int) -> list[int]:
+    """Start frames of MULE-style windows: centres at ``hop, 2 hop, ...`` below ``n_frames``.
+
+    Each window spans ``width // 2`` frames before its centre and the rest after; centres are
+    clamped so the window lies inside the track. A track shorter than one window gets one
+    window (padded by ``cut_windows``); one with no centre in range gets its last window.
+    """
+    if n_frames < width:
+        return [0]
+    before, after = width // 2, width - width // 2
+    centres = [min(max(c, before), n_frames - after) for c in range(hop, n_frames, hop)]
+    return [c - before for c in (centres or [n_frames - after])]
+
+
+WINDOWINGS = {"start": window_starts, "centered": centered_window_starts}
+
+
+def cut_windows(features: torch.Tensor, width: int, hop: int,
+                windowing: str = "start") -> tuple[torch.Tensor, list[int]]:
     """``[F, frames]`` -> ``[W, F, width]`` and the start frames; short tracks are padded.
 
     A track shorter than one window is extended by reflection (edge repetition where it is
@@ -29,9 +51,8 @@ def cut_windows(features: torch.Tensor, width: int, hop: int) -> tuple[torch.Ten
         pad = width - n_frames
         mode = "reflect" if pad < n_frames else "replicate"
         features = F.pad(features.unsqueeze(0), (0, pad), mode=mode).squeeze(0)
-    starts = window_starts(n_frames, width, hop)
-    windows = features.unfold(-1, width, hop)[..., : len(starts), :] if n_frames >= width else \
-        features.unsqueeze(1)
+    starts = WINDOWINGS[windowing](n_frames, width, hop)
+    windows = features.unfold(-1, width, 1)[:, starts]   # a view, then only the chosen windows
     return windows.permute(1, 0, 2).contiguous(), starts
 
 
@@ -39,12 +60,15 @@ class Embedder(nn.Module):
     """Front end + encoder + windowing; ``forward`` gives one embedding per track."""
 
     def __init__(self, frontend: nn.Module, encoder: nn.Module, window: float = 3.0, hop: float = 2.0,
-                 pooling: str = "mean") -> None:
+                 pooling: str = "mean", windowing: str = "start") -> None:
         super().__init__()
         if pooling not in ("mean", "mean+std"):
             raise ValueError(f"pooling must be 'mean' or 'mean+std', got {pooling!r}")
+        if windowing not in WINDOWINGS:
+            raise ValueError(f"windowing must be one of {', '.join(map(repr, WINDOWINGS))}, got {windowing!r}")
         self.frontend, self.encoder = frontend, encoder
         self.window_seconds, self.hop_seconds, self.pooling = window, hop, pooling
+        self.windowing = windowing
         self.sample_rate = int(frontend.sample_rate)
         frame_rate = self.sample_rate / frontend.hop_length
         self.window_frames = max(1, round(window * frame_rate))
@@ -58,7 +82,7 @@ class Embedder(nn.Module):
     def track_windows(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One track ``[T]`` -> its windows of features ``[W, F, width]`` and offsets (s)."""
         features = self.frontend(wave.unsqueeze(0))[0]
-        windows, starts = cut_windows(features, self.window_frames, self.hop_frames)
+        windows, starts = cut_windows(features, self.window_frames, self.hop_frames, self.windowing)
         offsets = torch.tensor(starts, dtype=torch.float32) * self.seconds_per_frame
         return windows, offsets
 
@@ -66,18 +90,21 @@ class Embedder(nn.Module):
         mean = windows.mean(dim=-2)
         return mean if self.pooling == "mean" else torch.cat([mean, windows.std(dim=-2, unbiased=False)], -1)
 
-    def timeline(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waves ``[B, T]`` -> window embeddings ``[B, W, D]`` and window offsets in seconds."""
+    def windows(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waves ``[B, T]`` -> windows of features ``[B, W, F, width]`` and their start times (s)."""
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
         features = self.frontend(wave)
-        per_track = [cut_windows(f, self.window_frames, self.hop_frames) for f in features]
+        per_track = [cut_windows(f, self.window_frames, self.hop_frames, self.windowing) for f in features]
         starts = per_track[0][1]
         windows = torch.stack([w for w, _ in per_track])  # same length waves: same window count
+        return windows, torch.tensor(starts, dtype=torch.float32) * self.seconds_per_frame
+
+    def timeline(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waves ``[B, T]`` -> window embeddings ``[B, W, D]`` and window offsets in seconds."""
+        windows, offsets = self.windows(wave)
         b, w = windows.shape[:2]
-        embeddings = self.encoder(windows.flatten(0, 1)).view(b, w, -1)
-        offsets = torch.tensor(starts, dtype=torch.float32) * self.seconds_per_frame
-        return embeddings, offsets
+        return self.encoder(windows.flatten(0, 1)).view(b, w, -1), offsets
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Waves ``[B, T]`` -> pooled track embeddings ``[B, D]``."""

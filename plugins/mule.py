@@ -1,0 +1,107 @@
+"""MULE's front end and the layout of MULE checkpoints (as the mule-torch port writes them).
+
+The front end turns 16 kHz audio into MULE's log-mel: n_fft 2048 with a 400-sample Hann
+window centred in the frame, hop 160, reflect padding, power spectrum, 96 HTK mel bands over
+0-8 kHz with each filter L2-normalised, compressed as ``log10(10000 x + 1)``. It is plain
+PyTorch (an FFT STFT) until the compiled mel op takes over.
+
+A MULE checkpoint (``model.safetensors`` + ``config.json``) names its tensors after the
+port's modules; ``translate_key`` maps each name onto the ``sfnfnet`` encoder's.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from musicrep.ops import mel_filterbank
+
+#: MULE's front-end settings, named as in a MULE ``config.json``.
+MULE_FRONTEND = {"sample_rate": 16000, "n_fft": 2048, "win_length": 400, "hop_length": 160, "n_mels": 96,
+                 "fmin": 0.0, "fmax": 8000.0, "htk": True, "mel_norm": 2.0, "power": 2.0, "center": True,
+                 "window": "hann", "pad_mode": "reflect", "mag_compression": "log10_nonneg"}
+#: MULE's SF-NFNet-F0 and slicing settings in a ``config.json`` that this package reproduces.
+MULE_ARCHITECTURE = {"embedding_dim": 1728, "alpha": 0.2, "scaled_activation": "gelu",
+                     "weight_standardization": True, "ws_eps": 1e-4, "slice_hop": 200,
+                     "look_backward": 150, "look_forward": 150, "standard_normalize": True,
+                     "std_floor": 0.01}
+
+
+class MuleFrontend(nn.Module):
+    """MULE's log-mel: wave ``[B, T]`` at 16 kHz -> ``[B, 96, 1 + T // 160]``."""
+
+    sample_rate = 16000
+    hop_length = 160
+    n_fft = 2048
+    win_length = 400
+    n_features = 96
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(self.win_length, periodic=True), persistent=False)
+        self.register_buffer("filters", mel_filterbank(self.sample_rate, self.n_fft, self.n_features, 0.0, 8000.0,
+                                                       mel_scale="htk", norm=2.0))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(wave.float(), self.n_fft, self.hop_length, self.win_length, self.window, center=True,
+                          pad_mode="reflect", return_complex=True)
+        power = torch.view_as_real(spec).pow(2).sum(-1)
+        return torch.log10(torch.matmul(self.filters, power).mul_(10000.0).add_(1.0))
+
+
+# (pattern in a MULE checkpoint, replacement in musicrep's Embedder), applied in order
+_RULES = [
+    (r"^frontend\.mel_fb$", "frontend.filters"),
+    (r"^backbone\.(slow|fast)_stem\.convs\.(\d+)\.", r"encoder.\1.stem.\2."),
+    (r"^backbone\.fusions\.(\d+)\.conv1\.", r"encoder.laterals.\1.temporal."),
+    (r"^backbone\.fusions\.(\d+)\.conv2\.", r"encoder.laterals.\1.expand."),
+    (r"^backbone\.(slow|fast)_stages\.(\d+)\.blocks\.(\d+)\.", r"encoder.\1.stages.\2.\3."),
+]
+_BLOCK_RULES = [(r"\.convs\.(\d+)\.", None), (r"\.se\.fc1\.", ".se.squeeze."), (r"\.se\.fc2\.", ".se.excite."),
+                (r"\.skip_conv\.", ".shortcut.")]
+#: tensors a MULE checkpoint may carry that musicrep recomputes (the STFT's DFT matrices)
+IGNORED = re.compile(r"^frontend\.stft\.")
+
+
+def translate_key(key: str) -> str | None:
+    """The Embedder state-dict name of a MULE checkpoint tensor; None for ignored tensors."""
+    if IGNORED.match(key):
+        return None
+    out = key
+    for pattern, repl in _RULES:
+        out = re.sub(pattern, repl, out)
+    if ".stages." in out:
+        for pattern, repl in _BLOCK_RULES:
+            if repl is None:  # convs.0..3 -> conv1..conv4
+                out = re.sub(pattern, lambda m: f".conv{int(m.group(1)) + 1}.", out)
+            else:
+                out = re.sub(pattern, repl, out)
+    return out
+
+
+_INVERSE = [
+    (r"^frontend\.filters$", "frontend.mel_fb"),
+    (r"^encoder\.(slow|fast)\.stem\.(\d+)\.", r"backbone.\1_stem.convs.\2."),
+    (r"^encoder\.laterals\.(\d+)\.temporal\.", r"backbone.fusions.\1.conv1."),
+    (r"^encoder\.laterals\.(\d+)\.expand\.", r"backbone.fusions.\1.conv2."),
+    (r"^encoder\.(slow|fast)\.stages\.(\d+)\.(\d+)\.", r"backbone.\1_stages.\2.blocks.\3."),
+    (r"\.se\.squeeze\.", ".se.fc1."), (r"\.se\.excite\.", ".se.fc2."), (r"\.shortcut\.", ".skip_conv."),
+]
+
+
+def mule_key(key: str) -> str:
+    """The MULE checkpoint name of an Embedder tensor (``translate_key``'s inverse), for messages."""
+    out = re.sub(r"\.conv([1-4])\.", lambda m: f".convs.{int(m.group(1)) - 1}.", key) if ".stages." in key else key
+    for pattern, repl in _INVERSE:
+        out = re.sub(pattern, repl, out)
+    return out
+
+
+def config_mismatch(config: dict[str, Any]) -> str | None:
+    """The first ``config.json`` setting that differs from what musicrep's MULE recipe runs."""
+    for key, expected in {**MULE_FRONTEND, **MULE_ARCHITECTURE}.items():
+        if key in config and config[key] != expected:
+            return f"'{key}' is {config[key]!r}, musicrep's MULE recipe needs {expected!r}"
+    return None
