@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from musicrep import ops
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.registry import get_component
@@ -82,11 +83,9 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 
 def mule(weights: str | Path | None, overrides: dict[str, Any]) -> Embedder:
     """MULE: its log-mel, SF-NFNet-F0, 3 s windows centred every 2 s, mean pooling."""
-    from musicrep.plugins.mule import MuleFrontend
-
     embed_options, encoder_options = split_overrides(overrides)
     encoder = get_component("encoder", "sfnfnet", **{"preset": "f0", **encoder_options})
-    embedder = Embedder(MuleFrontend(), encoder, **{"window": 3.0, "hop": 2.0, "pooling": "mean",
+    embedder = Embedder(get_component("frontend", "mule-mel"), encoder, **{"window": 3.0, "hop": 2.0, "pooling": "mean",
                                                    "windowing": "centered", **embed_options})
     if weights is not None:
         load_mule_weights(embedder, Path(weights))
@@ -136,12 +135,10 @@ def load_mule_weights(embedder: Embedder, path: Path) -> None:
         ours = translate_key(name)
         if ours is not None:
             translated[ours] = (name, tensor)
+    check_mule_filters(weights_file, translated.pop("frontend.filters", None))
     expected = embedder.state_dict()
-    optional = {"frontend.filters"}  # MULE's filter bank: recomputed here when a file lacks it
     for key, target in expected.items():
         if key not in translated:
-            if key in optional:
-                continue
             raise MusicrepError(f"{weights_file}: tensor '{mule_key(key)}' is missing (not a MULE SF-NFNet-F0 "
                                 "checkpoint?)")
         name, tensor = translated[key]
@@ -153,6 +150,18 @@ def load_mule_weights(embedder: Embedder, path: Path) -> None:
         raise MusicrepError(f"{weights_file}: unexpected tensor '{unexpected[0]}' (not a MULE SF-NFNet-F0 "
                             "checkpoint?)")
     embedder.load_state_dict({k: t for k, (_, t) in translated.items()}, strict=False)
+
+
+def check_mule_filters(weights_file: Path, found: tuple[str, torch.Tensor] | None) -> None:
+    """A checkpoint's mel filter bank must be MULE's: the compiled front end computes its own."""
+    if found is None:
+        return
+    name, filters = found
+    ours = ops.mel_filterbank(16000, 2048, 96, 0.0, 8000.0, mel_scale="htk", norm=2.0, dtype=torch.float64)
+    if tuple(filters.shape) != tuple(ours.shape) or not torch.allclose(filters.double(), ours, rtol=1e-4,
+                                                                         atol=1e-6):
+        raise MusicrepError(f"{weights_file}: tensor '{name}' is not MULE's mel filter bank (96 HTK bands, "
+                            "0-8 kHz, unit L2)")
 
 
 RECIPES: dict[str, Callable[[str | Path | None, dict[str, Any]], Embedder]] = {"mule": mule}

@@ -13,10 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import torch
-from torch import nn
 
-from musicrep.ops import mel_filterbank
 
 #: MULE's front-end settings, named as in a MULE ``config.json``.
 MULE_FRONTEND = {"sample_rate": 16000, "n_fft": 2048, "win_length": 400, "hop_length": 160, "n_mels": 96,
@@ -27,28 +24,6 @@ MULE_ARCHITECTURE = {"embedding_dim": 1728, "alpha": 0.2, "scaled_activation": "
                      "weight_standardization": True, "ws_eps": 1e-4, "slice_hop": 200,
                      "look_backward": 150, "look_forward": 150, "standard_normalize": True,
                      "std_floor": 0.01}
-
-
-class MuleFrontend(nn.Module):
-    """MULE's log-mel: wave ``[B, T]`` at 16 kHz -> ``[B, 96, 1 + T // 160]``."""
-
-    sample_rate = 16000
-    hop_length = 160
-    n_fft = 2048
-    win_length = 400
-    n_features = 96
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("window", torch.hann_window(self.win_length, periodic=True), persistent=False)
-        self.register_buffer("filters", mel_filterbank(self.sample_rate, self.n_fft, self.n_features, 0.0, 8000.0,
-                                                       mel_scale="htk", norm=2.0))
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wave.float(), self.n_fft, self.hop_length, self.win_length, self.window, center=True,
-                          pad_mode="reflect", return_complex=True)
-        power = torch.view_as_real(spec).pow(2).sum(-1)
-        return torch.log10(torch.matmul(self.filters, power).mul_(10000.0).add_(1.0))
 
 
 # (pattern in a MULE checkpoint, replacement in musicrep's Embedder), applied in order

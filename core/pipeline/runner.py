@@ -71,7 +71,8 @@ def build_model(spec: PipelineSpec, model: ModelSpec, registry: Registry) -> Emb
     torch.manual_seed(model_seed(spec.run.seed, model.name))
     frontend = model.frontend.create(registry)
     encoder = model.encoder.create(registry)
-    return Embedder(frontend, encoder, window=spec.embed.window, hop=spec.embed.hop, pooling=spec.embed.pooling)
+    return Embedder(frontend, encoder, window=spec.embed.window, hop=spec.embed.hop, pooling=spec.embed.pooling,
+                    windowing=spec.embed.windowing)
 
 
 class PipelineRun:
@@ -114,6 +115,7 @@ class PipelineRun:
             "frontend": model.frontend.describe(),
             "encoder": model.encoder.describe(),
             "window": self.spec.embed.window, "hop": self.spec.embed.hop, "pooling": self.spec.embed.pooling,
+            "windowing": self.spec.embed.windowing,
             "task": {**self.spec.tasks[task_name].describe(), "items": task.fingerprint()},
             "musicrep": __version__,
         }

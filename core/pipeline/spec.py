@@ -83,6 +83,7 @@ class EmbedSection:
     hop: float = 2.0
     batch_size: int = 32
     pooling: Literal["mean", "mean+std"] = "mean"
+    windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
 
     def __post_init__(self) -> None:
