@@ -14,6 +14,7 @@ holds only the contract and the shared random draws.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,6 +62,11 @@ class Augmentation(nn.Module):
     """
 
     domain: str = "wave"
+
+    def __init__(self, config: Any = None) -> None:
+        """Subclasses declare a ``Config`` dataclass; without one given, its defaults apply."""
+        super().__init__()
+        self.config = config if config is not None else self.Config()
 
     def sample_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         raise NotImplementedError

@@ -24,10 +24,6 @@ class Gain(Augmentation):
 
     domain = "wave"
 
-    def __init__(self, config: Config | None = None) -> None:
-        super().__init__()
-        self.config = config or self.Config()
-
     def sample_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """``apply`` [B] bool, then ``gain_db`` [B] uniform in [min_db, max_db) (drawn for every item)."""
         b, c = x.shape[0], self.config
@@ -50,10 +46,6 @@ class Polarity(Augmentation):
             checks.probability("p", self.p)
 
     domain = "wave"
-
-    def __init__(self, config: Config | None = None) -> None:
-        super().__init__()
-        self.config = config or self.Config()
 
     def sample_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """``apply`` [B] bool: the items whose sign flips."""

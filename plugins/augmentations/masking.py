@@ -36,10 +36,6 @@ class _Mask(Augmentation):
     domain = "spec"
     dim: int  # 1: frequency bins, 2: frames
 
-    def __init__(self, config: MaskConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or self.Config()
-
     def sample_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """``apply`` [B], then ``width`` and ``start`` [B, n_masks] (long), drawn in that order.
 

@@ -26,10 +26,6 @@ class Mix(Augmentation):
 
     domain = "wave"
 
-    def __init__(self, config: Config | None = None) -> None:
-        super().__init__()
-        self.config = config or self.Config()
-
     def sample_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """``apply`` [B] bool, ``partner`` [B] long (never the item itself), ``snr_db`` [B].
 

@@ -24,10 +24,6 @@ class Noise(Augmentation):
 
     domain = "wave"
 
-    def __init__(self, config: Config | None = None) -> None:
-        super().__init__()
-        self.config = config or self.Config()
-
     def sample_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """``apply`` [B] bool, then ``snr_db`` [B] uniform in [min_snr_db, max_snr_db)."""
         b, c = x.shape[0], self.config

@@ -35,10 +35,6 @@ class PitchShift(Augmentation):
 
     domain = "wave"
 
-    def __init__(self, config: Config | None = None) -> None:
-        super().__init__()
-        self.config = config or self.Config()
-
     def sample_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """``apply`` [B] bool, then ``semitones`` [B] uniform in [min_semitones, max_semitones)."""
         b, c = x.shape[0], self.config
