@@ -129,11 +129,15 @@ def test_eval_caches_standardised_weights_and_refreshes_them() -> None:
 
 
 def test_bf16_is_close_and_float32(ours) -> None:
-    wave = 0.3 * torch.randn(1, 2 * SR, generator=torch.Generator().manual_seed(11))
+    wave = 0.3 * torch.randn(2, 7 * SR, generator=torch.Generator().manual_seed(torch.seed() % 2**31))
     half = ReadyModel(ours.embedder, precision="bf16")
     out = half(wave)
     assert out.dtype == torch.float32
     close(out, ours(wave), rel=0.1)
+    # every window's embedding points where the float32 one does (the bound: cosine >= 0.999)
+    windows_bf16, windows_fp32 = half.timeline(wave)[0], ours.timeline(wave)[0]
+    cosine = torch.nn.functional.cosine_similarity(windows_bf16, windows_fp32, dim=-1)
+    assert cosine.min() >= 0.999, cosine.min()
 
 
 # -- bad weights fail at load time, naming the file and the tensor -------------------------------
