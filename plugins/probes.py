@@ -149,10 +149,9 @@ class _MLP:
         generator = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         d, out = train.x.shape[1], train.y.shape[1]
-        layers = [nn.Dropout(self.dropout)]
-        layers += [nn.Linear(d, self.hidden), nn.ReLU(), nn.Dropout(self.dropout), nn.Linear(self.hidden, out)] \
-            if self.hidden else [nn.Linear(d, out)]
-        self.net = nn.Sequential(*layers)
+        # as MULE's probes: dropout after the hidden layer only, none on the input
+        self.net = nn.Sequential(nn.Linear(d, self.hidden), nn.ReLU(), nn.Dropout(self.dropout),
+                                 nn.Linear(self.hidden, out)) if self.hidden else nn.Linear(d, out)
         x, y = torch.from_numpy(train.x), torch.from_numpy(train.y).float()
         # regression targets are learnt standardised (then mapped back), so one lr grid fits all scales
         self.y_mean = y.mean(dim=0) if self.kind == "regression" else torch.zeros(())
@@ -196,14 +195,16 @@ class _MLP:
 
 
 class MLPProbe(Probe):
-    """PyTorch MLP (none or one hidden layer), grid-searched on valid with early stopping."""
+    """PyTorch MLP (none or one hidden layer), grid-searched on valid with early stopping (MULE's protocol)."""
 
     @dataclass
     class Config:
+        # The default grid covers every configuration MULE's probes chose (docs/probes.md), plus
+        # lr 1e-3 for small datasets where their 1e-4 / 5e-5 would stop before converging.
         hidden: list[int] = field(default_factory=lambda: [0, 512])   # 0: no hidden layer (linear)
-        lr: list[float] = field(default_factory=lambda: [1e-3, 1e-4])
-        weight_decay: list[float] = field(default_factory=lambda: [0.0, 1e-3])
-        dropout: list[float] = field(default_factory=lambda: [0.25])
+        lr: list[float] = field(default_factory=lambda: [1e-3, 1e-4, 5e-5])
+        weight_decay: list[float] = field(default_factory=lambda: [0.0, 2e-6])
+        dropout: list[float] = field(default_factory=lambda: [0.0, 0.5])
         epochs: int = 100
         patience: int = 10
         batch_size: int = 64
