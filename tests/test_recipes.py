@@ -41,3 +41,61 @@ def test_small_recipes_run_end_to_end(tmp_path: Path, name: str) -> None:
     run_dir = next((tmp_path / "runs").iterdir())
     assert (run_dir / "models" / "mule-small" / "final.pt").exists()
     assert (run_dir / "report.md").exists()
+
+
+LOADED = """
+[run]
+name = "{name}"
+
+[tasks.pitch]
+type = "synth"
+label = "pitch"
+n_train = 16
+n_valid = 8
+n_test = 8
+seconds = 1.5
+
+[models.{model}]
+{model_lines}
+
+[embed]
+window = 1.0
+hop = 0.5
+"""
+
+
+def test_a_pipeline_names_a_pretrained_run_as_a_model(tmp_path: Path) -> None:
+    from musicrep.store import EmbeddingStore
+
+    first = tmp_path / "first.toml"
+    first.write_text(LOADED.format(name="first", model="small", model_lines=(
+        'frontend = { type = "mel", n_mels = 32 }\nencoder = { type = "fcn", channels = [4, 8], dim = 8 }\n'
+        '[models.small.pretrain]\nobjective = { type = "supervised" }\ndata = ["pitch"]\nsteps = 3\n'
+        'batch_size = 8\nclip_seconds = 1.0\nwarmup_steps = 1')))
+    run_pipeline(first)
+    second = tmp_path / "second.toml"
+    second.write_text(LOADED.format(name="second", model="reloaded",
+                                    model_lines='load = "runs/first/models/small"'))
+    run_pipeline(second)
+    with EmbeddingStore(tmp_path / "runs/first/embeddings/small/pitch.h5") as a, \
+            EmbeddingStore(tmp_path / "runs/second/embeddings/reloaded/pitch.h5") as b:
+        assert a.provenance["model"] == b.provenance["model"]  # the same weights
+        import numpy as np
+
+        np.testing.assert_allclose(a.embeddings(), b.embeddings(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lines, message", [
+    ('load = "mule"\nencoder = { type = "fcn" }', "'encoder' cannot be combined with load"),
+    ('load = "no/such/run"', "neither a known model"),
+    ('load = "mule"\nweights = "missing.safetensors"', "no such file or folder"),
+    ('frontend = "mel"\nencoder = "fcn"\nweights = "x"', "weights go with load"),
+])
+def test_bad_loaded_models_name_the_key(tmp_path: Path, lines: str, message: str) -> None:
+    from musicrep.errors import ConfigError
+
+    path = tmp_path / "p.toml"
+    path.write_text(LOADED.format(name="x", model="m", model_lines=lines))
+    with pytest.raises(ConfigError, match=message) as err:
+        load_pipeline(path)
+    assert err.value.section == "models.m"

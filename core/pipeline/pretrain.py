@@ -78,7 +78,7 @@ def encode_target_for(data: TrainingData, task: Any, item: Any) -> np.ndarray | 
 def pretrain_description(run: Any, model: Any) -> dict[str, Any]:
     """Everything that determines a pre-trained model; its hash is the stage's cache key."""
     return {
-        "frontend": model.frontend.describe(), "encoder": model.encoder.describe(),
+        **model.describe(),
         "objective": model.objective.describe(), "augmentations": [a.describe() for a in model.augmentations],
         "pretrain": asdict(model.pretrain), "data": {n: run.spec.tasks[n].describe() if n in run.spec.tasks else n
                                                      for n in model.pretrain.data},

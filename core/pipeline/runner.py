@@ -67,12 +67,17 @@ def model_seed(run_seed: int, model_name: str) -> int:
 
 
 def build_model(spec: PipelineSpec, model: ModelSpec, registry: Registry) -> Embedder:
-    """The model at its (seeded) random initialisation."""
+    """The model before pre-training: loaded, or at its (seeded) random initialisation."""
     torch.manual_seed(model_seed(spec.run.seed, model.name))
+    windowing = {"window": spec.embed.window, "hop": spec.embed.hop, "pooling": spec.embed.pooling,
+                 "windowing": spec.embed.windowing}
+    if model.load is not None:
+        from musicrep.load import load_model
+
+        return load_model(model.load, weights=model.weights, **windowing).embedder
     frontend = model.frontend.create(registry)
     encoder = model.encoder.create(registry)
-    return Embedder(frontend, encoder, window=spec.embed.window, hop=spec.embed.hop, pooling=spec.embed.pooling,
-                    windowing=spec.embed.windowing)
+    return Embedder(frontend, encoder, **windowing)
 
 
 class PipelineRun:
@@ -112,8 +117,7 @@ class PipelineRun:
         """What a store holds: the model's weights hash, its config, windowing and the task's items."""
         return {
             "model": state_hash(embedder.state_dict()),
-            "frontend": model.frontend.describe(),
-            "encoder": model.encoder.describe(),
+            **model.describe(),
             "window": self.spec.embed.window, "hop": self.spec.embed.hop, "pooling": self.spec.embed.pooling,
             "windowing": self.spec.embed.windowing,
             "task": {**self.spec.tasks[task_name].describe(), "items": task.fingerprint()},
@@ -222,9 +226,9 @@ class PipelineRun:
 def describe_plan(spec: PipelineSpec, run_dir: Path) -> list[str]:
     lines = [f"pipeline {spec.path.name} -> {run_dir}"]
     for model in spec.models.values():
-        how = (f"pretrain with {model.objective.name} for {model.pretrain.steps} steps"
-               if model.pretrain else "random initialisation")
-        lines.append(f"  model {model.name}: {model.frontend.name} + {model.encoder.name}, {how}")
+        how = (f"pretrain with {model.objective.name} for {model.pretrain.steps} steps" if model.pretrain
+               else "as loaded" if model.load else "random initialisation")
+        lines.append(f"  model {model.name}: {model.summary}, {how}")
     for name, task in spec.tasks.items():
         lines.append(f"  task {name}: {task.name}")
     lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")

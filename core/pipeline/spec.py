@@ -97,12 +97,29 @@ class EmbedSection:
 
 @dataclass
 class ModelSpec:
+    """A model to compare: a front end + encoder pair, or a ready model named as in
+    ``musicrep.load_model`` (``load = "mule"`` with ``weights``, or a run / checkpoint path)."""
+
     name: str
-    frontend: ComponentRef
-    encoder: ComponentRef
+    frontend: ComponentRef | None = None
+    encoder: ComponentRef | None = None
+    load: str | None = None
+    weights: str | None = None
     pretrain: PretrainSection | None = None
     objective: ComponentRef | None = None
     augmentations: list[ComponentRef] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        """What builds the model (its weights are hashed separately), for cache keys."""
+        if self.load is not None:
+            return {"load": self.load, "weights": self.weights}
+        return {"frontend": self.frontend.describe(), "encoder": self.encoder.describe()}
+
+    @property
+    def summary(self) -> str:
+        if self.load is not None:
+            return f"load_model({self.load!r}" + (f", weights={self.weights!r})" if self.weights else ")")
+        return f"{self.frontend.name} + {self.encoder.name}"
 
 
 @dataclass
@@ -122,7 +139,7 @@ class PipelineSpec:
 
 
 TOP_LEVEL = ("run", "tasks", "models", "embed", "probe")
-MODEL_KEYS = ("frontend", "encoder", "pretrain")
+MODEL_KEYS = ("frontend", "encoder", "pretrain", "load", "weights")
 PROBE_KEYS = ("probes",)
 
 
@@ -166,11 +183,18 @@ class _Parser:
         section = f"models.{name}"
         table = dict(self.table(value, section))
         self.check_keys(table, MODEL_KEYS, section)
-        for key in ("frontend", "encoder"):
-            if key not in table:
-                raise self.error(f"missing key '{key}'", section, key)
-        spec = ModelSpec(name, self.component("frontend", table["frontend"], f"{section}.frontend"),
-                         self.component("encoder", table["encoder"], f"{section}.encoder"))
+        if "load" in table:
+            spec = self.loaded_model(name, table, section)
+        else:
+            for key in ("frontend", "encoder"):
+                if key not in table:
+                    raise self.error(f"missing key '{key}' (or name a ready model with load = \"mule\")",
+                                     section, key)
+            if "weights" in table:
+                raise self.error("weights go with load = \"mule\"; a frontend + encoder model starts at random "
+                                 "initialisation", section, "weights")
+            spec = ModelSpec(name, self.component("frontend", table["frontend"], f"{section}.frontend"),
+                             self.component("encoder", table["encoder"], f"{section}.encoder"))
         if "pretrain" in table:
             psec = f"{section}.pretrain"
             pre = dict(self.table(table["pretrain"], psec))
@@ -184,6 +208,34 @@ class _Parser:
                                   for i, a in enumerate(augs)]
             spec.pretrain = self.section(PretrainSection, pre, psec)
         return spec
+
+    def loaded_model(self, name: str, table: Mapping[str, Any], section: str) -> ModelSpec:
+        """``load = "mule"`` (``weights`` optional) or ``load = "path/to/run-or-checkpoint"``."""
+        from musicrep.load import RECIPES
+
+        for key in ("frontend", "encoder"):
+            if key in table:
+                raise self.error(f"'{key}' cannot be combined with load: the loaded model brings its own",
+                                 section, key)
+        load, weights = table["load"], table.get("weights")
+        if not isinstance(load, str) or not load:
+            raise self.error(f"expected a model name ({', '.join(RECIPES)}) or a path, got {load!r}", section, "load")
+        if weights is not None and not isinstance(weights, str):
+            raise self.error(f"expected a path, got {weights!r}", section, "weights")
+        base = self.path.parent
+        if load not in RECIPES:
+            load = str(base / load)
+            if not Path(load).exists():
+                raise self.error(f"'{table['load']}' is neither a known model ({', '.join(RECIPES)}) nor an "
+                                 "existing run folder or checkpoint", section, "load")
+            if weights is not None:
+                raise self.error("weights go with a named model; a run or checkpoint carries its own",
+                                 section, "weights")
+        if weights is not None:
+            weights = str(base / weights)
+            if not Path(weights).exists():
+                raise self.error(f"no such file or folder: {weights}", section, "weights")
+        return ModelSpec(name, load=load, weights=weights)
 
     def parse(self, raw: Mapping[str, Any]) -> PipelineSpec:
         self.check_keys(raw, TOP_LEVEL, None)
