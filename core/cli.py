@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -98,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"musicrep: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (e.g. `musicrep plugins | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("musicrep: interrupted; finished work is kept, run the same command to resume",
               file=sys.stderr)
