@@ -1,4 +1,4 @@
-"""Benchmarks run with pytest-benchmark: `make bench` (or pytest benchmarks --benchmark-enable)."""
+"""Shared by tests/ and benchmarks/: CUDA cases skip cleanly on a machine without a GPU."""
 from __future__ import annotations
 
 import pytest
