@@ -4,12 +4,12 @@ Higher is better for every metric here, so the probe runner can select on any of
 """
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import numpy as np
 from sklearn import metrics as skm
 
+from musicrep import tasks
 from musicrep.errors import MusicrepError
 
 Metric = Callable[[np.ndarray, np.ndarray, list[str]], float]
@@ -45,18 +45,12 @@ def r2(targets: np.ndarray, scores: np.ndarray, label_names: list[str]) -> float
     return float(skm.r2_score(targets, scores, multioutput="uniform_average"))
 
 
-_PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
-
-
 def parse_key(name: str) -> tuple[int, str]:
-    """'C major', 'F# minor', 'Bb:min', 'a minor' -> (pitch class, 'major' | 'minor')."""
-    match = re.fullmatch(r"\s*([A-Ga-g])([#b♯♭]*)\s*[:\s]?\s*(major|minor|maj|min)?\s*", name)
-    if not match:
+    """'C major', 'F# minor', 'Bb:min', 'a minor' -> (pitch class, 'major' | 'minor'); no mode: major."""
+    parsed = tasks.parse_key(name)
+    if parsed is None:
         raise MusicrepError(f"cannot read a key from the label {name!r} (expected e.g. 'C major', 'F# minor')")
-    tonic = _PITCH_CLASSES[match.group(1).lower()]
-    tonic += sum(+1 if c in "#♯" else -1 for c in match.group(2))
-    mode = match.group(3) or "major"
-    return tonic % 12, "minor" if mode.startswith("min") else "major"
+    return parsed[0], parsed[1] or "major"
 
 
 def key_score(reference: str, estimate: str) -> float:

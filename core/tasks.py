@@ -34,7 +34,7 @@ KEY_METRICS: list[str] = ["key_weighted", "accuracy"]
 TONICS: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 KEY_NAMES: tuple[str, ...] = tuple(f"{t} {m}" for m in ("major", "minor") for t in TONICS)
 _LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]*)\s*[:\s]\s*(major|minor|maj|min)\s*$", re.IGNORECASE)
+_KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]*)\s*(?:[:\s]\s*(major|minor|maj|min))?\s*$", re.IGNORECASE)
 
 
 class TaskDataError(MusicrepError):
@@ -231,16 +231,24 @@ def split_by_ratio(key: str, ratios: Sequence[float], seed: int,
     return names[len(ratios) - 1]
 
 
-def normalize_key(text: str) -> str:
-    """A key annotation ("eb minor", "D#:maj", "Gb major") in canonical spelling ("Eb minor")."""
+def parse_key(text: str) -> tuple[int, str | None] | None:
+    """("eb minor", "D#:maj", "Gb major", "C") -> (pitch class, "major" | "minor" | None for no
+    mode given), or None when ``text`` is not a key. The one key grammar of musicrep."""
     match = _KEY_RE.match(text)
     if not match:
-        raise ValueError(f"not a key annotation: {text!r} (expected e.g. 'Eb minor')")
+        return None
     letter, accidentals, mode = match.groups()
     pc = _LETTER_PC[letter.upper()] + accidentals.count("#") + accidentals.count("♯") \
         - accidentals.count("b") - accidentals.count("♭")
-    mode = "major" if mode.lower().startswith("maj") else "minor"
-    return f"{TONICS[pc % 12]} {mode}"
+    return pc % 12, None if mode is None else "major" if mode.lower().startswith("maj") else "minor"
+
+
+def normalize_key(text: str) -> str:
+    """A key annotation ("eb minor", "D#:maj", "Gb major") in canonical spelling ("Eb minor")."""
+    parsed = parse_key(text)
+    if parsed is None or parsed[1] is None:
+        raise ValueError(f"not a key annotation: {text!r} (expected e.g. 'Eb minor')")
+    return f"{TONICS[parsed[0]]} {parsed[1]}"
 
 
 def vocabulary(items: Iterable[Item]) -> list[str]:
