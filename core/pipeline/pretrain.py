@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from musicrep import atomic
+from musicrep.embed import encode_target
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
@@ -58,21 +59,13 @@ def gather_sources(run: Any, model: Any, tasks: dict[str, Any]) -> tuple[list[So
             raise MusicrepError(f"model '{model.name}': supervised pre-training takes exactly one task in "
                                 f"pretrain.data, got {model.pretrain.data}")
         task = tasks[labelled[0]]
-        data = TrainingData(task.kind, len(task.label_names) if task.kind != "regression"
-                            else len(task.items("train")[0].labels))
+        data = TrainingData(task.kind, len(task.label_names))  # classes, labels, or regression targets
     for name in model.pretrain.data:
         source = tasks[name] if name in tasks else AudioFolder(run.spec.path.parent / name)
-        items = source.items("train") if name in tasks else source.items()
-        for item in items:
-            target = encode_target_for(data, source, item)
+        for item in source.items("train") if name in tasks else source.items():
+            target = None if data.kind is None else encode_target(data.kind, list(source.label_names), item.labels)
             sources.append(Source(source, item, target))
     return sources, data
-
-
-def encode_target_for(data: TrainingData, task: Any, item: Any) -> np.ndarray | None:
-    from musicrep.embed import encode_target
-
-    return None if data.kind is None else encode_target(data.kind, list(task.label_names), item.labels)
 
 
 def pretrain_description(run: Any, model: Any) -> dict[str, Any]:
