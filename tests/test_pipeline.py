@@ -145,3 +145,57 @@ def test_dry_run_reports_what_is_cached_and_writes_nothing(tmp_path: Path, regis
     run_pipeline(path, registry=registry, dry_run=True, force=["probe"])
     err = capsys.readouterr().err
     assert "embed small/tones: cached" in err and "probe small/tones/linear: to do" in err
+
+
+def test_a_store_from_another_model_config_stops_before_any_work(tmp_path: Path, registry: Registry) -> None:
+    path = write_pipeline(tmp_path)
+    run_pipeline(path, registry=registry)
+    run_dir = tmp_path / "runs" / "tiny"
+    store_path = run_dir / "embeddings" / "other" / "tones.h5"
+    mtimes = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    path.write_text(path.read_text().replace("channels = [4], dim = 8", "channels = [4], dim = 12"))
+    with pytest.raises(ConfigError) as error:
+        run_pipeline(path, registry=registry)
+    message = str(error.value)
+    assert "[models.other]" in message and "tones" in message and "encoder.dim: 8 -> 12" in message
+    assert "--force embed" in message and str(path) in message
+    with pytest.raises(ConfigError, match="encoder.dim: 8 -> 12"):
+        run_pipeline(path, registry=registry, dry_run=True)
+    touched = [p.name for p in mtimes if p.stat().st_mtime_ns != mtimes[p]]
+    assert touched == []  # nothing was touched
+    run_pipeline(path, registry=registry, force=["embed"])  # the user's explicit choice replaces it
+    with EmbeddingStore(store_path) as store:
+        assert store.dim == 12
+
+
+def test_changed_inputs_are_recomputed_without_a_conflict(tmp_path: Path, registry: Registry,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    import h5py
+
+    path = write_pipeline(tmp_path)
+    run_pipeline(path, registry=registry)
+    store_path = tmp_path / "runs" / "tiny" / "embeddings" / "small" / "tones.h5"
+    with h5py.File(store_path, "r+") as h5:  # as if the weights behind it had changed
+        provenance = json.loads(h5.attrs["provenance"])
+        h5.attrs["provenance"] = json.dumps({**provenance, "model": "0" * 16}, sort_keys=True)
+    run_pipeline(path, registry=registry)
+    assert "embed small/tones: the existing store was made from other inputs" in capsys.readouterr().err
+    with EmbeddingStore(store_path) as store:
+        assert store.provenance["model"] == provenance["model"]
+
+
+def test_a_model_pretrained_with_another_config_stops_before_any_work(tmp_path: Path, registry: Registry) -> None:
+    path = tmp_path / "pipeline.toml"
+    pretrain = ('\n[models.small.pretrain]\nobjective = { type = "simclr", hidden = [8], projection_dim = 4 }\n'
+                'data = ["tones"]\nsteps = 2\nbatch_size = 4\nclip_seconds = 0.5\nwarmup_steps = 1\n')
+    text = PIPELINE.format(bad=0).replace("[models.other]", pretrain + "\n[models.other]")
+    path.write_text(text)
+    run_pipeline(path, registry=registry)
+    final = tmp_path / "runs" / "tiny" / "models" / "small" / "final.pt"
+    mtime = final.stat().st_mtime_ns
+    path.write_text(text.replace("steps = 2", "steps = 3"))
+    with pytest.raises(ConfigError, match=r"pre-training of model 'small'.*pretrain.steps: 2 -> 3.*--force pretrain"):
+        run_pipeline(path, registry=registry)
+    assert final.stat().st_mtime_ns == mtime
+    run_pipeline(path, registry=registry, force=["pretrain"])  # new weights: embeddings follow without a conflict
+    assert json.loads(final.with_name("pretrain.json").read_text())["summary"]["steps"] == 3

@@ -29,12 +29,14 @@ from musicrep.embed import extract
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.hashing import config_hash, state_hash
 from musicrep.model import Embedder
-from musicrep.pipeline.pretrain import cached_weights, pretrain_stage
+from musicrep.pipeline import conflicts
+from musicrep.pipeline.pretrain import cached_weights, pretrain_description, pretrain_stage
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
 from musicrep.report import write_report
 from musicrep.store import EmbeddingStore, is_complete, join_shards
+from musicrep.train import training_key
 
 STAGES = ("pretrain", "embed", "probe", "report")
 
@@ -113,16 +115,37 @@ class PipelineRun:
     def store_path(self, model: ModelSpec, task_name: str) -> Path:
         return self.run_dir / "embeddings" / model.name / f"{task_name}.h5"
 
+    def store_config(self, model: ModelSpec, task_name: str) -> dict[str, Any]:
+        """The configuration part of a store's provenance: known before any work is done."""
+        return {**model.describe(), "window": self.spec.embed.window, "hop": self.spec.embed.hop,
+                "pooling": self.spec.embed.pooling, "windowing": self.spec.embed.windowing,
+                "task": self.spec.tasks[task_name].describe()}
+
     def provenance(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> dict[str, Any]:
-        """What a store holds: the model's weights hash, its config, windowing and the task's items."""
-        return {
-            "model": state_hash(embedder.state_dict()),
-            **model.describe(),
-            "window": self.spec.embed.window, "hop": self.spec.embed.hop, "pooling": self.spec.embed.pooling,
-            "windowing": self.spec.embed.windowing,
-            "task": {**self.spec.tasks[task_name].describe(), "items": task.fingerprint()},
-            "musicrep": __version__,
-        }
+        """What a store holds: its config plus its inputs (the weights' hash, the task's items)."""
+        config = self.store_config(model, task_name)
+        return {**config, "model": state_hash(embedder.state_dict()),
+                "task": {**config["task"], "items": task.fingerprint()}, "musicrep": __version__}
+
+    def check_conflicts(self) -> None:
+        """Refuse, before any work, to replace results this run directory made with another config."""
+        for model in self.spec.models.values():
+            if model.pretrain is not None and "pretrain" not in self.force:
+                stored = conflicts.stored_pretraining(self.run_dir / "models" / model.name)
+                description = pretrain_description(self, model)
+                if stored is not None and stored.get("key") != training_key(description):
+                    changes = conflicts.differences(stored.get("description", {}), description)
+                    raise conflicts.conflict(self.spec.path, model.name, f"the pre-training of model '{model.name}'",
+                                             changes, "pretrain")
+            if "embed" in self.force:
+                continue
+            for task_name in self.spec.tasks:
+                stored = conflicts.stored_provenance(self.store_path(model, task_name))
+                current = self.store_config(model, task_name)
+                if stored is not None and conflicts.config_of(stored) != conflicts.as_stored(current):
+                    changes = conflicts.differences(conflicts.config_of(stored), current)
+                    raise conflicts.conflict(self.spec.path, model.name, f"model '{model.name}''s embeddings of "
+                                             f"task '{task_name}'", changes, "embed")
 
     def probe_path(self, model: ModelSpec, task_name: str, probe_ref: Any) -> Path:
         return self.run_dir / "probes" / model.name / task_name / f"{probe_ref.name}.json"
@@ -137,8 +160,8 @@ class PipelineRun:
         store = self.store_path(model, task_name)
         provenance = self.provenance(model, embedder, task_name, task)
         if store.exists() and not is_complete(store, provenance):
-            log(f"embed {model.name}/{task_name}: the existing store was made by another model or config; "
-                f"embedding again")
+            log(f"embed {model.name}/{task_name}: the existing store was made from other inputs (weights or "
+                f"audio); embedding again")
         if "embed" in self.force and store.exists():
             store.unlink()
         if is_complete(store, provenance):
@@ -182,6 +205,7 @@ class PipelineRun:
         """What a run would do: each stage's work, cached or to do, computed from the same keys."""
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
         self.check_compatibility(tasks)
+        self.check_conflicts()
         lines = []
         for model in self.spec.models.values():
             embedder = build_model(self.spec, model, self.registry)
@@ -209,6 +233,9 @@ class PipelineRun:
     def run(self) -> str:
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
         self.check_compatibility(tasks)
+        self.check_conflicts()
+        if is_main():
+            atomic.write_text(self.run_dir / "pipeline.toml", self.spec.path.read_text())
         stores = {}
         for model in self.spec.models.values():
             embedder = self.model(model, tasks)
@@ -254,8 +281,6 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
         return None
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
     with contextlib.nullcontext() if worker else run_lock(run_dir):
-        if not worker:
-            atomic.write_text(run_dir / "pipeline.toml", spec.path.read_text())
         text = PipelineRun(spec, run_dir, force_set, registry).run()
     if text:
         print(text)
