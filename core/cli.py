@@ -24,6 +24,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "probes").is_dir():
+        if (run_dir / "pipeline.toml").is_file():  # a run that has not reached its probes (yet)
+            raise MusicrepError(f"{run_dir}: no probe has finished yet; nothing to report")
         raise MusicrepError(f"{run_dir}: no probe results here (is it a musicrep run directory?)")
     print(write_report(run_dir))
     return 0

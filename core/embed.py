@@ -91,7 +91,8 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
                          pooling=embedder.pooling, flush_every=flush_every)
     done = writer.done_ids
     rank, world_size = shard
-    items = [item for item in task.items()[rank::world_size] if item.id not in done]
+    shard_items = task.items()[rank::world_size]
+    items = [item for item in shard_items if item.id not in done]
     loader = DataLoader(_TrackAudio(task, items, embedder.sample_rate), batch_size=None, shuffle=False,
                         num_workers=num_workers, collate_fn=lambda x: x)
     summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, len(done))
@@ -106,9 +107,10 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         windows = torch.cat([w for _, w, _ in pending])
         outputs = torch.cat([embedder.encoder(chunk) for chunk in windows.split(batch_size)]).float().cpu()
         t0 = time.perf_counter()
-        for (item, _, offsets), emb in zip(pending, outputs.split([len(w) for _, w, _ in pending])):
-            writer.add(TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
-                                      emb.numpy(), offsets.numpy()))
+        per_track = outputs.split([len(w) for _, w, _ in pending])
+        writer.add_many([TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
+                                        emb.numpy(), offsets.numpy())
+                         for (item, _, offsets), emb in zip(pending, per_track)])  # parts end between batches
         summary.write_seconds += time.perf_counter() - t0
         summary.windows += len(windows)
         pending, pending_windows = [], 0
@@ -141,7 +143,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         writer.flush()  # keep every finished track, also when interrupted
         summary.write_seconds += time.perf_counter() - t0
     t0 = time.perf_counter()
-    writer.finish()
+    writer.finish(order=[item.id for item in shard_items])
     summary.write_seconds += time.perf_counter() - t0
     summary.wall_seconds = time.perf_counter() - started
     return summary

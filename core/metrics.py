@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from sklearn import metrics as skm
 
 from musicrep import tasks
 from musicrep.errors import MusicrepError
@@ -30,6 +29,8 @@ def roc_auc(targets: np.ndarray, scores: np.ndarray, label_names: list[str]) -> 
     cols = _scored_columns(targets)
     if not len(cols):
         return float("nan")
+    from sklearn import metrics as skm  # imported when used: it costs seconds at start-up
+
     return float(skm.roc_auc_score(targets[:, cols], scores[:, cols], average="macro"))
 
 
@@ -38,10 +39,14 @@ def pr_auc(targets: np.ndarray, scores: np.ndarray, label_names: list[str]) -> f
     cols = _scored_columns(targets)
     if not len(cols):
         return float("nan")
+    from sklearn import metrics as skm
+
     return float(skm.average_precision_score(targets[:, cols], scores[:, cols], average="macro"))
 
 
 def r2(targets: np.ndarray, scores: np.ndarray, label_names: list[str]) -> float:
+    from sklearn import metrics as skm
+
     return float(skm.r2_score(targets, scores, multioutput="uniform_average"))
 
 

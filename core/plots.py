@@ -6,7 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from musicrep import atomic
 from musicrep.store import EmbeddingStore
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Atomically: a report rendered while a run renders the same figure never leaves a torn PNG."""
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
 
 def _pyplot():
@@ -32,7 +39,7 @@ def bar_charts(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.tick_params(axis="x", rotation=30)
         fig.tight_layout()
         path = out_dir / f"{task}-{probe}.png"
-        fig.savefig(path, dpi=100)
+        _save(fig, path)
         plt.close(fig)
         written.append(path)
     return written
@@ -62,6 +69,6 @@ def pca_scatter(store_path: Path, out_path: Path, max_points: int = 2000) -> Pat
             ax.legend(fontsize=6, markerscale=1.5)
     ax.set_title(f"{store_path.parent.name} / {store_path.stem}: PCA of test embeddings", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
+    _save(fig, out_path)
     plt.close(fig)
     return out_path

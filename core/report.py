@@ -4,23 +4,35 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from musicrep import atomic
 from musicrep.plots import bar_charts, pca_scatter
+from musicrep.store import StoreError
 
 
 def collect(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished probe result under ``run_dir/probes`` as flat rows."""
+    """Every finished probe result under ``run_dir/probes`` as flat rows.
+
+    Results are written atomically, so a run in progress shows only whole results; a file
+    damaged from outside is named on stderr and left out (``musicrep run`` probes it again).
+    """
     rows = []
     for path in sorted(Path(run_dir, "probes").glob("*/*/*.json")):
-        result = json.loads(path.read_text())
+        try:
+            result = json.loads(path.read_text())
+            metrics, primary = result["metrics"], result["primary"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"musicrep: warning: {path}: unreadable probe result left out ({type(exc).__name__}); "
+                  f"`musicrep run` probes it again", file=sys.stderr)
+            continue
         model, task, probe = path.parts[-3], path.parts[-2], path.stem
-        for split, values in result["metrics"].items():
+        for split, values in metrics.items():
             for metric, value in values.items():
                 rows.append({"model": model, "task": task, "probe": probe, "split": split,
-                             "metric": metric, "value": value, "primary": metric == result["primary"]})
+                             "metric": metric, "value": value, "primary": metric == primary})
     return rows
 
 
@@ -73,5 +85,8 @@ def write_report(run_dir: str | Path) -> str:
     plots.mkdir(exist_ok=True)
     bar_charts(rows, plots)
     for store in sorted(run_dir.glob("embeddings/*/*.h5")):
-        pca_scatter(store, plots / f"pca-{store.parent.name}-{store.stem}.png")
+        try:
+            pca_scatter(store, plots / f"pca-{store.parent.name}-{store.stem}.png")
+        except StoreError as exc:  # damaged from outside: the table stands without its picture
+            print(f"musicrep: warning: no PCA plot: {exc}", file=sys.stderr)
     return text

@@ -4,7 +4,9 @@ Writing is resumable and crash-safe: finished tracks go to numbered part files (
 atomically) in ``<store>.parts/``; a resumed extraction skips the tracks its parts hold; the
 final HDF5 file is assembled from the parts into a temporary file and renamed into place, so a
 file under the store's name is always complete. A store (or a set of parts) whose provenance
-differs from the requested one is never reused.
+differs from the requested one is never reused; a part file that cannot be read whole (a disk
+fault, a copy cut short) is discarded and its tracks are embedded again. Rows are stored in
+the task's item order, however often the extraction was interrupted.
 
 Layout of a store::
 
@@ -19,7 +21,9 @@ Layout of a store::
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,8 @@ from musicrep._version import __version__
 from musicrep.errors import MusicrepError
 
 STRING = h5py.string_dtype("utf-8")
+PART_ARRAYS = ("ids", "split", "targets", "windows", "offsets", "counts", "skipped")
+log = logging.getLogger("musicrep.store")
 
 
 class StoreError(MusicrepError):
@@ -91,12 +97,32 @@ class StoreWriter:
     def _part_files(self) -> list[Path]:
         return sorted(self.parts.glob("part-*.npz"))
 
+    def _read_part(self, part: Path) -> dict[str, np.ndarray] | None:
+        """A part's arrays, all read (so every member's CRC is checked), or None if any is bad."""
+        try:
+            with np.load(part, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in PART_ARRAYS}
+            json.loads(str(arrays["skipped"]))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            log.warning("%s: unreadable part file (%s); discarded, its tracks are embedded again", part, exc)
+            return None
+        n = len(arrays["ids"])
+        if not (len(arrays["split"]) == len(arrays["targets"]) == len(arrays["counts"]) == n
+                and len(arrays["windows"]) == len(arrays["offsets"]) == int(arrays["counts"].sum())):
+            log.warning("%s: part file with inconsistent array lengths; discarded, its tracks are "
+                        "embedded again", part)
+            return None
+        return arrays
+
     def _load_done(self) -> set[str]:
         done: set[str] = set()
         for part in self._part_files():
-            with np.load(part, allow_pickle=False) as data:
-                done.update(str(i) for i in data["ids"])
-                self._skipped.extend(json.loads(str(data["skipped"])))
+            arrays = self._read_part(part)
+            if arrays is None:
+                part.unlink()
+                continue
+            done.update(str(i) for i in arrays["ids"])
+            self._skipped.extend(json.loads(str(arrays["skipped"])))
         done.update(s["id"] for s in self._skipped)
         return done
 
@@ -106,8 +132,14 @@ class StoreWriter:
         return set(self._done)
 
     def add(self, track: TrackEmbedding) -> None:
-        self._buffer.append(track)
-        self._done.add(track.id)
+        self.add_many([track])
+
+    def add_many(self, tracks: list[TrackEmbedding]) -> None:
+        """Add tracks, then write a part if ``flush_every`` tracks are waiting. The extractor adds
+        one encoder batch at a time, so a part never ends inside a batch: a resumed extraction
+        batches its windows exactly as an uninterrupted one would, and gets the same numbers."""
+        self._buffer.extend(tracks)
+        self._done.update(t.id for t in tracks)
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
@@ -119,7 +151,8 @@ class StoreWriter:
     def flush(self) -> None:
         if not self._buffer and not self._pending_skips:
             return
-        index = len(self._part_files())
+        parts = self._part_files()
+        index = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0  # after a discarded one too
         part = self.parts / f"part-{index:06d}.npz"
         tracks = self._buffer
         counts = np.array([len(t.windows) for t in tracks], dtype=np.int64)
@@ -143,37 +176,54 @@ class StoreWriter:
         self._pending_skips.clear()
         self._buffer = []
 
-    def finish(self) -> Path:
-        """Assemble the parts into the final store (atomically) and remove the parts."""
+    def finish(self, order: list[str] | None = None) -> Path:
+        """Assemble the parts into the final store (atomically) and remove the parts.
+
+        ``order``: the track ids in the task's order; the rows follow it, so the store does not
+        depend on which parts an interrupted run left behind.
+        """
         self.flush()
         ids, split, targets, windows, offsets, counts = [], [], [], [], [], []
         for part in self._part_files():
-            with np.load(part, allow_pickle=False) as data:
-                ids.append(data["ids"]), split.append(data["split"]), targets.append(data["targets"])
-                windows.append(data["windows"]), offsets.append(data["offsets"])
-                counts.append(data["counts"])
+            arrays = self._read_part(part)
+            if arrays is None:  # broken since this writer read it: nothing sound to assemble
+                part.unlink()
+                raise StoreError(f"{part}: part file became unreadable; run again to embed its tracks")
+            ids.append(arrays["ids"]), split.append(arrays["split"]), targets.append(arrays["targets"])
+            windows.append(arrays["windows"]), offsets.append(arrays["offsets"])
+            counts.append(arrays["counts"])
         if not ids or sum(len(i) for i in ids) == 0:
             raise StoreError(f"{self.path}: no track could be embedded (skipped: {len(self._skipped)})")
+        ids, split, targets = np.concatenate(ids), np.concatenate(split), np.concatenate(targets)
         all_windows = np.concatenate([w for w in windows if len(w)])
-        all_counts = np.concatenate(counts)
+        all_offsets, all_counts = np.concatenate(offsets), np.concatenate(counts)
+        skipped = self._skipped
+        if order is not None:
+            position = {id: i for i, id in enumerate(order)}
+            rows = np.argsort([position.get(str(i), len(order)) for i in ids], kind="stable")
+            firsts = np.concatenate([[0], np.cumsum(all_counts)[:-1]])
+            window_rows = np.concatenate([np.arange(firsts[r], firsts[r] + all_counts[r]) for r in rows])
+            ids, split, targets, all_counts = ids[rows], split[rows], targets[rows], all_counts[rows]
+            all_windows, all_offsets = all_windows[window_rows], all_offsets[window_rows]
+            skipped = sorted(skipped, key=lambda s: position.get(s["id"], len(order)))
         starts = np.concatenate([[0], np.cumsum(all_counts)[:-1]]).astype(np.int64)
         pooled = np.stack([pool(all_windows[s:s + c], self.pooling) for s, c in zip(starts, all_counts)])
         with atomic.atomic_path(self.path) as tmp:
             with h5py.File(tmp, "w") as h5:
                 h5.create_dataset("embeddings", data=pooled.astype(np.float32), chunks=True)
-                h5.create_dataset("targets", data=np.concatenate(targets))
-                h5.create_dataset("ids", data=np.concatenate(ids).astype(object), dtype=STRING)
-                h5.create_dataset("split", data=np.concatenate(split).astype(object), dtype=STRING)
+                h5.create_dataset("targets", data=targets)
+                h5.create_dataset("ids", data=ids.astype(object), dtype=STRING)
+                h5.create_dataset("split", data=split.astype(object), dtype=STRING)
                 group = h5.create_group("windows")
                 group.create_dataset("embeddings", data=all_windows, chunks=True)
-                group.create_dataset("offsets", data=np.concatenate(offsets))
+                group.create_dataset("offsets", data=all_offsets)
                 group.create_dataset("start", data=starts)
                 group.create_dataset("count", data=all_counts)
                 h5.attrs["provenance"] = _provenance_text(self.provenance)
                 h5.attrs["kind"] = self.kind
                 h5.attrs["label_names"] = json.dumps(self.label_names)
                 h5.attrs["pooling"] = self.pooling
-                h5.attrs["skipped"] = json.dumps(self._skipped)
+                h5.attrs["skipped"] = json.dumps(skipped)
                 h5.attrs["musicrep_version"] = __version__
                 h5.attrs["complete"] = True
         shutil.rmtree(self.parts)
@@ -276,14 +326,23 @@ def join_shards(shards: list[Path], path: Path) -> Path:
     return path
 
 
-def is_complete(path: str | Path, provenance: dict[str, Any]) -> bool:
-    """Whether ``path`` holds a finished store made with exactly this provenance."""
+def store_status(path: str | Path, provenance: dict[str, Any]) -> str:
+    """Whether ``path`` holds a finished store made with exactly this provenance: "complete",
+    or why not: "missing", "unreadable", "incomplete" or "made from other inputs" (weights, audio or
+    musicrep version: a store from another *config* is refused earlier, by the pipeline)."""
     path = Path(path)
     if not path.exists():
-        return False
+        return "missing"
     try:
         with h5py.File(path, "r") as h5:
-            return bool(h5.attrs.get("complete", False)) and \
-                h5.attrs.get("provenance") == _provenance_text(provenance)
-    except OSError:
-        return False
+            if not h5.attrs.get("complete", False):
+                return "incomplete"
+            same = h5.attrs.get("provenance") == _provenance_text(provenance)
+    except OSError:  # truncated, overwritten, not HDF5
+        return "unreadable"
+    return "complete" if same else "made from other inputs"
+
+
+def is_complete(path: str | Path, provenance: dict[str, Any]) -> bool:
+    """Whether ``path`` holds a finished store made with exactly this provenance."""
+    return store_status(path, provenance) == "complete"

@@ -8,6 +8,7 @@ same model as an uninterrupted one. Checkpoints are written atomically.
 from __future__ import annotations
 
 import math
+import pickle
 import sys
 import time
 import warnings
@@ -147,6 +148,23 @@ class TrainModule(nn.Module):
         return self.objective(list(embeddings.split(b)), targets)
 
 
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """The checkpoint at ``path``; None when there is none, or when it cannot be read whole.
+
+    Checkpoints are written atomically, so an unreadable one was damaged from outside (a disk
+    fault, a copy cut short): it is named on stderr and the work it held is done again.
+    """
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        print(f"musicrep: warning: {path}: unreadable checkpoint ignored ({type(exc).__name__}: {exc})",
+              file=sys.stderr, flush=True)
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state()}
 
@@ -163,15 +181,14 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
-    start = 0
+    start, loss_value = 0, float("nan")
     last = out_dir / "last.pt"
-    if last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
-        if state.get("key") == key:
-            module.load_state_dict(state["module"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start = state["step"]
+    state = load_checkpoint(last, device)
+    if state is not None and state.get("key") == key:
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, loss_value = state["step"], state.get("loss", loss_value)
     runner = nn.parallel.DistributedDataParallel(module) if distributed else module
     if notify and is_main():
         notify("musicrep_on_stage_start", stage="pretrain", info={"start_step": start, "steps": settings.steps})
@@ -187,12 +204,12 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
         if not is_main():
             return
         with atomic.atomic_path(path) as tmp:
-            torch.save({"key": key, "step": step, "module": module.state_dict(),
+            torch.save({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
 
     bar = tqdm(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
                disable=not (progress and is_main()), dynamic_ncols=True)
-    started, clips, loss_value = time.perf_counter(), 0, float("nan")
+    started, clips = time.perf_counter(), 0
     module.train()
     try:
         for step in range(start, settings.steps):

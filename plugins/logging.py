@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from musicrep import atomic
 from musicrep.hookspecs import hookimpl
 
 _writers: dict[str, Any] = {}
@@ -22,15 +23,23 @@ def _tensorboard(run_dir: str) -> Any:
     return _writers[run_dir]
 
 
+def _step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):  # the line a killed run was writing
+        return None
+
+
 @hookimpl
 def musicrep_on_stage_start(stage: str, run_dir: str, info: dict[str, Any]) -> None:
-    """A resumed run drops the log lines of steps after its checkpoint: they are redone."""
+    """A resumed run drops the log lines of steps after its checkpoint (they are redone) and
+    the torn line a kill may have left; the log is rewritten atomically."""
     path = Path(run_dir) / "metrics.jsonl"
     if stage != "pretrain" or not path.exists():
         return
     start = info.get("start_step", 0)
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= start]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [line for line in path.read_text().splitlines() if (step := _step(line)) is not None and step <= start]
+    atomic.write_text(path, "".join(line + "\n" for line in kept))
 
 
 @hookimpl

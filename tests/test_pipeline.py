@@ -179,7 +179,7 @@ def test_changed_inputs_are_recomputed_without_a_conflict(tmp_path: Path, regist
         provenance = json.loads(h5.attrs["provenance"])
         h5.attrs["provenance"] = json.dumps({**provenance, "model": "0" * 16}, sort_keys=True)
     run_pipeline(path, registry=registry)
-    assert "embed small/tones: the existing store was made from other inputs" in capsys.readouterr().err
+    assert "embed small/tones: the existing store is made from other inputs" in capsys.readouterr().err
     with EmbeddingStore(store_path) as store:
         assert store.provenance["model"] == provenance["model"]
 

@@ -13,7 +13,7 @@ from musicrep.embed import encode_target
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
-from musicrep.train import Source, TrainSettings, train, training_key
+from musicrep.train import Source, TrainSettings, load_checkpoint, train, training_key
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -81,11 +81,12 @@ def pretrain_description(run: Any, model: Any) -> dict[str, Any]:
 
 def cached_weights(run: Any, model: Any) -> dict[str, torch.Tensor] | None:
     """The weights of an identical earlier pre-training of ``model``, if there is one."""
-    final = run.run_dir / "models" / model.name / "final.pt"
-    if not final.exists() or "pretrain" in run.force:
+    if "pretrain" in run.force:
         return None
-    state = torch.load(final, map_location="cpu", weights_only=False)
-    return state["embedder"] if state.get("key") == training_key(pretrain_description(run, model)) else None
+    state = load_checkpoint(run.run_dir / "models" / model.name / "final.pt")
+    if state is None or state.get("key") != training_key(pretrain_description(run, model)):
+        return None
+    return state["embedder"]
 
 
 def pretrain_stage(run: Any, model: Any, embedder: Embedder, tasks: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ stage whose result exists with the same hash is skipped, one that was interrupte
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -35,10 +36,11 @@ from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
 from musicrep.report import write_report
-from musicrep.store import EmbeddingStore, is_complete, join_shards
+from musicrep.store import EmbeddingStore, is_complete, join_shards, store_status
 from musicrep.train import training_key
 
 STAGES = ("pretrain", "embed", "probe", "report")
+_HELD: set[Path] = set()  # the run locks this process holds
 
 
 def log(message: str) -> None:
@@ -47,21 +49,53 @@ def log(message: str) -> None:
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Refuse a second ``musicrep run`` on a run directory that is in use."""
+    """Refuse a second ``musicrep run`` on a run directory that is in use.
+
+    The lock is a POSIX record lock (``lockf``) on ``RUN_DIR/.lock``. The kernel drops it when its
+    holder dies, however it dies; and unlike ``flock`` it is not shared with forked children, so
+    the data-loader workers that outlive a killed run for a few seconds do not hold it. The file
+    holds the holder's pid, for the message a second run prints. A record lock does not stop its
+    own process, so the process also keeps a set of the run directories it holds.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / ".lock", "w")
+    lock = run_dir / ".lock"
+    if lock.resolve() in _HELD:  # checked before opening: closing any handle would drop the lock
+        raise _in_use(run_dir, lock, str(os.getpid()))
+    handle = open(lock, "a+")  # not "w": that would wipe the holder's pid before we know we lost
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
         handle.close()
-        raise MusicrepError(f"{run_dir} is in use by another musicrep run; wait for it to finish") from None
+        raise _in_use(run_dir, lock, holder) from None
+    _HELD.add(lock.resolve())
     try:
+        handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
         yield
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+        _HELD.discard(lock.resolve())
+        handle.close()  # closing releases the lock
+
+
+def _in_use(run_dir: Path, lock: Path, holder: str) -> MusicrepError:
+    return MusicrepError(f"{run_dir} is in use by another musicrep run (pid {holder} holds {lock}); "
+                         f"wait for it to finish, or give this run another [run] name or --run-dir")
+
+
+def probe_status(path: Path, key: str) -> str:
+    """"done" (a result for exactly this key), "missing", "stale" (another key) or "unreadable"."""
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError):  # results are written atomically; this is damage from outside
+        return "unreadable"
+    return "done" if isinstance(result, dict) and result.get("key") == key else "stale"
 
 
 def model_seed(run_seed: int, model_name: str) -> int:
@@ -154,23 +188,24 @@ class PipelineRun:
         return config_hash([provenance, probe_ref.describe(), list(task.metrics), self.spec.run.seed])
 
     def probe_done(self, path: Path, key: str) -> bool:
-        return path.exists() and "probe" not in self.force and json.loads(path.read_text()).get("key") == key
+        return "probe" not in self.force and probe_status(path, key) == "done"
 
     def embed(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> Path:
         store = self.store_path(model, task_name)
         provenance = self.provenance(model, embedder, task_name, task)
-        if store.exists() and not is_complete(store, provenance):
-            log(f"embed {model.name}/{task_name}: the existing store was made from other inputs (weights or "
-                f"audio); embedding again")
+        status = store_status(store, provenance)
+        if status not in ("missing", "complete"):
+            log(f"embed {model.name}/{task_name}: the existing store is {status}; embedding again")
         if "embed" in self.force and store.exists():
             store.unlink()
-        if is_complete(store, provenance):
+        elif status == "complete":
             log(f"embed {model.name}/{task_name}: cached")
             return store
         rank, world_size = world()
         target = store if world_size == 1 else store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5")
         summary = extract(embedder, task, target, provenance, batch_size=self.spec.embed.batch_size,
                           on_bad_audio=self.spec.embed.on_bad_audio, device=self.device,
+                          flush_every=self.spec.embed.checkpoint_every,
                           shard=(rank, world_size), progress=is_main())
         if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
             barrier()
@@ -189,9 +224,13 @@ class PipelineRun:
         for probe_ref in self.spec.probes:
             key = self.probe_key(store_key, probe_ref, task)
             out = self.probe_path(model, task_name, probe_ref)
-            if self.probe_done(out, key):
+            status = "redo" if "probe" in self.force else probe_status(out, key)
+            if status == "done":
                 log(f"probe {model.name}/{task_name}/{probe_ref.name}: cached")
                 continue
+            if status == "unreadable":
+                log(f"probe {model.name}/{task_name}/{probe_ref.name}: the existing result {out} is unreadable; "
+                    f"probing again")
             started = time.perf_counter()
             result = probe_store(store, probe_ref.create(self.registry), metrics=list(task.metrics) or None,
                                  seed=self.spec.run.seed, probe_name=probe_ref.name)
@@ -281,6 +320,9 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
         return None
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
     with contextlib.nullcontext() if worker else run_lock(run_dir):
+        if not worker:
+            for folder in ("models", "embeddings", "probes"):  # what killed runs left half-written
+                atomic.remove_leftovers(run_dir / folder)
         text = PipelineRun(spec, run_dir, force_set, registry).run()
     if text:
         print(text)

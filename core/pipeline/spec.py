@@ -85,8 +85,11 @@ class EmbedSection:
     pooling: Literal["mean", "mean+std"] = "mean"
     windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
+    checkpoint_every: int = 128  # tracks per atomic part file: the most a kill can lose
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every <= 0:
+            raise invalid("checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         if self.window <= 0:
             raise invalid("window", f"must be positive seconds, got {self.window}")
         if self.hop <= 0:
