@@ -223,3 +223,18 @@ def test_round_trip_musicrep_to_hear_to_musicrep(tmp_path: Path, rng: torch.Gene
         torch.testing.assert_close(whole(wave), original(wave), rtol=1e-5, atol=1e-5)
         crops = [original(wave[:, s:s + SR // 2]) for s in range(0, SR // 2 + 1, SR // 4)]
         torch.testing.assert_close(windowed(wave), torch.stack(crops).mean(0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+def test_export_on_cuda_matches_cpu(tmp_path: Path, rng: torch.Generator) -> None:
+    write_run(tmp_path / "run", seed=5)
+    cpu = hear.load_model(str(tmp_path / "run"))
+    gpu = hear.load_model(str(tmp_path / "run")).to("cuda")
+    wave = audio(2, 1.0, rng)
+    scene = hear.get_scene_embeddings(wave, gpu)  # CPU audio is moved to the model's device
+    embeddings, stamps = hear.get_timestamp_embeddings(wave.cuda(), gpu)
+    assert scene.device.type == embeddings.device.type == stamps.device.type == "cuda"
+    torch.testing.assert_close(scene.cpu(), hear.get_scene_embeddings(wave, cpu), rtol=1e-4, atol=1e-4)
+    expected, expected_stamps = hear.get_timestamp_embeddings(wave, cpu)
+    torch.testing.assert_close(embeddings.cpu(), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(stamps.cpu(), expected_stamps)
