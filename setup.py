@@ -98,7 +98,7 @@ setup(
         "musicrep.plugins": [
             f"{group} = musicrep.plugins.{group}"
             for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging",
-                          "sfnfnet")
+                          "sfnfnet", "hear")
         ],
     },
     zip_safe=False,

@@ -59,6 +59,8 @@ def _parameter_count(info) -> str:
     try:
         module = info.create()
         count = sum(p.numel() for p in module.parameters())
+    except MusicrepError:  # a required option (e.g. hear's module): no default size to show
+        return "size set by its options"
     except Exception as exc:  # a plugin's constructor failing must not take the listing down
         return f"size unknown: {type(exc).__name__}"
     return f"{count / 1e6:.2f}M params" if count >= 1e5 else f"{count:,} params"

@@ -60,13 +60,19 @@ class ReadyModel(nn.Module):
         return torch.autocast(device.type, dtype=dtype)
 
     @torch.inference_mode()
-    def timeline(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waves ``[B, T]`` -> window embeddings ``[B, W, D]`` and window start times (s)."""
+    def timeline(self, wave: torch.Tensor, max_windows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waves ``[B, T]`` -> window embeddings ``[B, W, D]`` and window start times (s).
+
+        ``max_windows`` bounds how many windows the encoder sees at once (memory for long audio).
+        """
         windows, offsets = self.embedder.windows(wave.float())
         b, w = windows.shape[:2]
+        flat = windows.flatten(0, 1)
+        step = max_windows or len(flat)
         with self._autocast(windows.device):
-            embeddings = self.embedder.encoder(windows.flatten(0, 1))
-        return embeddings.float().view(b, w, -1), offsets
+            embeddings = torch.cat([self.embedder.encoder(flat[i:i + step]).float()
+                                    for i in range(0, len(flat), step)])
+        return embeddings.view(b, w, -1), offsets
 
     @torch.inference_mode()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from musicrep.errors import ConfigError
+
 
 def window_starts(n_frames: int, width: int, hop: int) -> list[int]:
     """Start frames of the windows of a track with ``n_frames`` frames (at least one)."""
@@ -66,6 +68,10 @@ class Embedder(nn.Module):
             raise ValueError(f"pooling must be 'mean' or 'mean+std', got {pooling!r}")
         if windowing not in WINDOWINGS:
             raise ValueError(f"windowing must be one of {', '.join(map(repr, WINDOWINGS))}, got {windowing!r}")
+        encoder_rate = getattr(encoder, "sample_rate", None)  # an encoder of raw audio (e.g. hear) has one
+        if encoder_rate is not None and encoder_rate != int(frontend.sample_rate):
+            raise ConfigError(f"the encoder takes audio at {encoder_rate} Hz but the front end gives "
+                              f"{int(frontend.sample_rate)} Hz; set the front end's sample_rate to {encoder_rate}")
         self.frontend, self.encoder = frontend, encoder
         self.window_seconds, self.hop_seconds, self.pooling = window, hop, pooling
         self.windowing = windowing

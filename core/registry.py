@@ -20,7 +20,7 @@ import pluggy
 
 from musicrep import hookspecs
 from musicrep.config import build_config
-from musicrep.errors import ComponentError, ConfigError, PluginError
+from musicrep.errors import ComponentError, PluginError
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class ComponentInfo:
     package: str
 
     @property
-    def config_class(self) -> type | None:
-        return getattr(self.factory, "Config", None)
+    def config_class(self) -> type:
+        return self.factory.Config  # the registry only admits factories with a Config dataclass
 
     @property
     def summary(self) -> str:
@@ -57,14 +57,7 @@ class ComponentInfo:
     def build_config(self, values: Mapping[str, Any] | None = None, *, file: str | None = None,
                      section: str | None = None, base_dir: Path | None = None) -> Any:
         """The component's config dataclass from ``values``, every key checked."""
-        cls = self.config_class
-        if cls is None:
-            if values:
-                key = next(iter(values))
-                raise ConfigError(f"{self.kind} '{self.name}' takes no options", file=file,
-                                  section=section, key=key)
-            return None
-        return build_config(cls, values, file=file, section=section, base_dir=base_dir)
+        return build_config(self.config_class, values, file=file, section=section, base_dir=base_dir)
 
     def create(self, config: Any = None, **values: Any) -> Any:
         """An instance from a ready config object, or from keyword values (validated)."""
@@ -72,7 +65,7 @@ class ComponentInfo:
             config = self.build_config(values, section=f"{self.kind}.{self.name}")
         elif values:
             raise TypeError("pass either a config object or keyword values, not both")
-        return self.factory(config) if self.config_class is not None else self.factory()
+        return self.factory(config)
 
 
 def _package_of(plugin: object) -> str:
@@ -81,6 +74,18 @@ def _package_of(plugin: object) -> str:
     top = name.split(".")[0]
     dists = importlib.metadata.packages_distributions().get(top)
     return dists[0] if dists else top
+
+
+def _wrong_return(provided: object) -> str | None:
+    """What is wrong with a component hook's return value, or None when it is ``{name: factory}``."""
+    if not isinstance(provided, Mapping):
+        return f"got {type(provided).__name__}"
+    for key, factory in provided.items():
+        if not isinstance(key, str):
+            return f"got the key {key!r} ({type(key).__name__}, not a name)"
+        if not callable(factory):
+            return f"got {type(factory).__name__} for '{key}' (not a factory)"
+    return None
 
 
 class Registry:
@@ -164,17 +169,17 @@ class Registry:
                         problems.append(PluginProblem(
                             plugin, package, f"hook {hook_name} raised {type(exc).__name__}: {exc}"))
                         continue
-                    if not isinstance(provided, Mapping) or not all(
-                            isinstance(k, str) and callable(v) for k, v in provided.items()):
+                    wrong = _wrong_return(provided)
+                    if wrong:
                         problems.append(PluginProblem(
-                            plugin, package, f"hook {hook_name} must return {{name: factory}}, "
-                            f"got {type(provided).__name__}"))
+                            plugin, package, f"hook {hook_name} must return {{name: factory}}, {wrong}"))
                         continue
                     for comp_name, factory in provided.items():
                         cls = getattr(factory, "Config", None)
-                        if cls is not None and not dataclasses.is_dataclass(cls):
+                        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
                             problems.append(PluginProblem(
-                                plugin, package, f"{kind} '{comp_name}': Config must be a dataclass"))
+                                plugin, package, f"hook {hook_name}: {kind} '{comp_name}' needs a Config "
+                                f"dataclass attribute (got {type(cls).__name__ if cls is not None else 'none'})"))
                             continue
                         previous = table[kind].get(comp_name)
                         if previous is not None:

@@ -145,6 +145,8 @@ class TrainModule(nn.Module):
         x = waves.transpose(0, 1).reshape(views * b, t)  # view-major: [view0 batch, view1 batch]
         features = self.augment(x, self.embedder.frontend, generator)
         embeddings = self.embedder.encoder(features)
+        if getattr(self.objective, "needs_features", False):
+            return self.objective(list(embeddings.split(b)), targets, features=list(features.split(b)))
         return self.objective(list(embeddings.split(b)), targets)
 
 
@@ -177,6 +179,10 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     rank, world_size = world()
     out_dir.mkdir(parents=True, exist_ok=True)
     objective.setup(embedder.encoder.dim, data)
+    # attach/after_step are optional: an objective that does not subclass Objective may lack them
+    attach, after_step = (getattr(objective, h, None) for h in ("attach", "after_step"))
+    if attach is not None:
+        attach(embedder.encoder)
     module = TrainModule(embedder, objective, augmentations).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -229,6 +235,9 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
                 torch.nn.utils.clip_grad_norm_(module.parameters(), settings.grad_clip)
             optimizer.step()
             scheduler.step()
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step(step + 1, embedder.encoder)
             loss_value = loss.item()
             clips += len(waves) * world_size
             rate = clips / (time.perf_counter() - started)

@@ -145,3 +145,31 @@ def test_lifecycle_hooks_reach_every_plugin_and_failures_only_warn(registry: Reg
     assert seen == [("embed", 3)]
     with pytest.warns(RuntimeWarning, match="log2.*logger down"):
         registry.notify("musicrep_on_train_step", step=1, metrics={}, run_dir="x")
+
+
+class NoConfig:
+    """A factory without a Config dataclass."""
+
+
+class UndataConfig:
+    """A factory whose Config is not a dataclass."""
+
+    class Config:
+        pass
+
+
+@pytest.mark.parametrize("provided, message", [
+    ({1: Widget}, "got the key 1 (int, not a name)"),
+    ({"thing": 3}, "got int for 'thing' (not a factory)"),
+    ({"thing": NoConfig}, "encoder 'thing' needs a Config dataclass attribute (got none)"),
+    ({"thing": UndataConfig}, "encoder 'thing' needs a Config dataclass attribute (got type)"),
+])
+def test_each_wrong_return_is_reported_with_plugin_and_package(registry: Registry, provided, message) -> None:
+    @hookimpl
+    def musicrep_encoders():
+        return provided
+
+    registry.register(types.SimpleNamespace(musicrep_encoders=musicrep_encoders), name="odd", package="odd-pkg")
+    assert set(registry.components("encoder")) == {"widget"}
+    [problem] = registry.problems
+    assert (problem.plugin, problem.package) == ("odd", "odd-pkg") and message in problem.message

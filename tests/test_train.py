@@ -1,6 +1,7 @@
 """Pre-training: it learns, and a killed run resumes to the same model."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from musicrep.model import Embedder
-from musicrep.objective import TrainingData
+from musicrep.objective import Objective, TrainingData
 from musicrep.plugins.encoders import FCN
 from musicrep.plugins.objectives import Supervised
 from musicrep.embed import encode_target
@@ -74,6 +75,61 @@ def test_killed_training_resumes_to_the_same_model(tmp_path: Path) -> None:
     summary = train(other, Supervised(Supervised.Config()), [], sources, data, settings(seed, 2),
                     tmp_path / "resumed", device=torch.device("cpu"), key="other", progress=False)
     assert summary["resumed_from"] == 0
+
+
+class EmaTarget(Objective):
+    """Uses every optional part of the objective contract and records how the trainer calls it."""
+
+    views = 2
+    needs_features = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def setup(self, dim: int, data: TrainingData) -> None:
+        self.head = nn.Linear(dim, 1)
+
+    def attach(self, encoder: nn.Module) -> None:
+        self.calls.append(("attach",))
+        self.target = copy.deepcopy(encoder).requires_grad_(False)
+
+    def after_step(self, step: int, encoder: nn.Module) -> None:
+        self.calls.append(("after_step", step, torch.is_grad_enabled()))
+        for t, o in zip(self.target.parameters(), encoder.parameters()):
+            t.lerp_(o, 0.5)
+
+    def forward(self, embeddings, targets, features=None):
+        self.calls.append(("forward", [tuple(f.shape) for f in features]))
+        with torch.no_grad():
+            goal = [self.target(f) for f in features]
+        return sum((self.head(e) - self.head(g)).pow(2).mean() + (e - g).pow(2).mean()
+                   for e, g in zip(embeddings, reversed(goal)))
+
+
+def test_objective_hooks_attach_features_and_ema_resume(tmp_path: Path) -> None:
+    seed = int(torch.randint(0, 10_000, ()))
+    data = TrainingData(None, 0)
+    whole, _, sources = setup(seed)
+    objective = EmaTarget()
+    train(whole, objective, [CrashAt(at=-1)], sources, data, settings(seed, 5), tmp_path / "whole",
+          device=torch.device("cpu"), key="k", progress=False)
+    frames = whole.frontend(torch.zeros(1, 4000)).shape[1:]   # 0.5 s crops at 8 kHz
+    assert objective.calls[0] == ("attach",)
+    assert objective.calls[1:] == [c for step in range(1, 6)
+                                   for c in (("forward", [(8, *frames)] * 2), ("after_step", step, False))]
+    # the EMA target is checkpointed and resumed with the run: a killed run ends at the same target
+    resumed, _, sources = setup(seed)
+    with pytest.raises(Crash):
+        train(resumed, EmaTarget(), [CrashAt(at=5)], sources, data, settings(seed, 5), tmp_path / "resumed",
+              device=torch.device("cpu"), key="k", progress=False)
+    fresh, _, sources = setup(seed)
+    again = EmaTarget()
+    summary = train(fresh, again, [CrashAt(at=-1)], sources, data, settings(seed, 5), tmp_path / "resumed",
+                    device=torch.device("cpu"), key="k", progress=False)
+    assert summary["resumed_from"] == 3 and [c[1] for c in again.calls if c[0] == "after_step"] == [4, 5]
+    for a, b in zip(objective.target.state_dict().values(), again.target.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
