@@ -29,7 +29,7 @@ from musicrep.embed import extract
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.hashing import config_hash, state_hash
 from musicrep.model import Embedder
-from musicrep.pipeline.pretrain import cached_weights, pretrain_stage
+from musicrep.pipeline.pretrain import cached_weights, gather_sources, pretrain_stage
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
@@ -104,6 +104,36 @@ class PipelineRun:
                                       f"{task.kind} (it serves: {', '.join(kinds)})",
                                       file=str(self.spec.path), section=f"probe.probes[{i}]", key="type")
 
+    def check(self) -> dict[str, Any]:
+        """Every error a config can cause without doing the work, raised before the run directory
+        exists: the tasks load, the probes serve their kinds, each model's front end and encoder
+        embed a window together, each pre-training source exists. Returns the tasks."""
+        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
+        self.check_compatibility(tasks)
+        for model in self.spec.models.values():
+            if model.load is None:
+                self.check_model(model)
+            if model.pretrain is not None:
+                gather_sources(self, model, tasks)
+        return tasks
+
+    def check_model(self, model: ModelSpec) -> None:
+        """Build the model and embed one silent window: components that each passed their own
+        checks but do not fit together (an encoder sized for another front end) fail here."""
+        section = f"models.{model.name}"
+        try:
+            embedder = build_model(self.spec, model, self.registry)
+            with torch.no_grad():
+                wave = torch.zeros(max(1, round(self.spec.embed.window * embedder.sample_rate)))
+                windows, _ = embedder.track_windows(wave)
+                embedder.encoder(windows[:1])
+        except MusicrepError as exc:
+            raise ConfigError(str(exc), file=str(self.spec.path), section=section) from None
+        except (ValueError, TypeError, RuntimeError, IndexError) as exc:  # the components' own complaints
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"its frontend ({model.frontend.name}) and encoder ({model.encoder.name}) do not "
+                              f"work together: {message}", file=str(self.spec.path), section=section) from None
+
     def model(self, model: ModelSpec, tasks: dict[str, Any]) -> Embedder:
         embedder = build_model(self.spec, model, self.registry)
         if model.pretrain is not None:
@@ -156,6 +186,11 @@ class PipelineRun:
                              for r in range(world_size)], store)
         log(f"embed {model.name}/{task_name}: {summary.tracks} tracks, {summary.windows} windows, "
             f"{summary.skipped} skipped, {summary.x_realtime:.0f}x realtime")
+        if summary.bad_files:  # by name: the user must be able to find and fix each one
+            shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:20])
+            more = f"; and {len(summary.bad_files) - 20} more" if len(summary.bad_files) > 20 else ""
+            log(f"embed {model.name}/{task_name}: skipped bad audio: {shown}{more} "
+                f"(all listed in the store's 'skipped' attribute)")
         self.notify("musicrep_on_stage_end", stage="embed", summary={"model": model.name, "task": task_name,
                                                                      **summary.as_dict()})
         return store
@@ -206,9 +241,9 @@ class PipelineRun:
                     lines.append(f"  probe {model.name}/{task_name}/{probe_ref.name}: {'cached' if done else 'to do'}")
         return lines
 
-    def run(self) -> str:
-        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
-        self.check_compatibility(tasks)
+    def run(self, tasks: dict[str, Any] | None = None) -> str:
+        """Every stage; ``tasks`` as returned by ``check`` (which runs first when not given)."""
+        tasks = self.check() if tasks is None else tasks
         stores = {}
         for model in self.spec.models.values():
             embedder = self.model(model, tasks)
@@ -248,15 +283,17 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
     run_dir = Path(run_dir) if run_dir else spec.run_dir
     for line in describe_plan(spec, run_dir):
         log(line)
+    pipeline = PipelineRun(spec, run_dir, force_set, registry)
+    tasks = pipeline.check()  # a config error never leaves a run directory behind
     if dry_run:
-        for line in PipelineRun(spec, run_dir, force_set, registry).plan():
+        for line in pipeline.plan():
             log(line)
         return None
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
     with contextlib.nullcontext() if worker else run_lock(run_dir):
         if not worker:
             atomic.write_text(run_dir / "pipeline.toml", spec.path.read_text())
-        text = PipelineRun(spec, run_dir, force_set, registry).run()
+        text = pipeline.run(tasks)
     if text:
         print(text)
     return text
