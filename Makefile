@@ -34,7 +34,8 @@ cuda-check:
 
 # The native ops under AddressSanitizer + UBSan: a separate venv with a sanitized, non-editable
 # build (the normal .venv and core/_C*.so are untouched). Python itself is not instrumented, so
-# libasan is preloaded; leak checking is off (CPython and torch keep allocations until exit).
+# libasan is preloaded, with libstdc++ (else ASan cannot find the real __cxa_throw and aborts on
+# the first C++ exception); leak checking is off (CPython and torch keep allocations until exit).
 ASAN_VENV ?= .venv-asan
 ASAN_PY := $(ASAN_VENV)/bin/python
 NATIVE_TESTS ?= tests/test_mel_spectrogram.py tests/test_nt_xent.py tests/test_resample.py \
@@ -50,7 +51,7 @@ $(ASAN_VENV)/.musicrep-installed: setup.py pyproject.toml CMakeLists.txt $(NATIV
 	touch $@
 
 asan-test: asan-setup
-	LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 $(ASAN_PY) -m pytest -q -p no:cacheprovider $(NATIVE_TESTS)
 
 clean:

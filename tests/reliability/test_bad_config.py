@@ -341,6 +341,18 @@ def test_a_probe_that_cannot_serve_the_task_kind_is_refused(folder: Path, monkey
     check_refused(code, err, "knn", "knn on a multiclass task", before, folder)
 
 
+@pytest.mark.parametrize("text, word", [("[run\nname = 1", "not valid TOML"), ("[run]\nname = \"x\"\n", "tasks"),
+                                        ("", "tasks"), ("tasks = 3", "tasks")])
+def test_a_file_that_is_no_pipeline_is_refused(folder: Path, text: str, word: str) -> None:
+    toml = folder / "pipeline.toml"
+    toml.write_text(text, encoding="utf-8")
+    before = {str(p.relative_to(folder)) for p in folder.rglob("*")}
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["run", str(toml)])
+    check_refused(code, err.getvalue(), word, repr(text), before, folder)
+
+
 def test_a_missing_manifest_is_refused_naming_it(folder: Path) -> None:
     doc = copy.deepcopy(CSV_BASE)
     doc["tasks"]["genre"]["path"] = "no-such-manifest.csv"
