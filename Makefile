@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 NATIVE_SOURCES := $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.h csrc/*/*.cpp csrc/*/*.cu)
 NVCC ?= nvcc
 
-.PHONY: setup demo test bench cuda-check clean
+.PHONY: setup demo test bench cuda-check asan-setup asan-test clean
 
 setup: $(VENV)/.musicrep-installed
 
@@ -32,5 +32,27 @@ cuda-check:
 	@for f in csrc/cuda/*.cu; do [ -e "$$f" ] || continue; echo "nvcc -c $$f"; \
 	  $(NVCC) -std=c++17 -O2 -Icsrc -arch=sm_90 -c "$$f" -o /tmp/musicrep-cuda-check.o || exit 1; done
 
+# The native ops under AddressSanitizer + UBSan: a separate venv with a sanitized, non-editable
+# build (the normal .venv and core/_C*.so are untouched). Python itself is not instrumented, so
+# libasan is preloaded, with libstdc++ (else ASan cannot find the real __cxa_throw and aborts on
+# the first C++ exception); leak checking is off (CPython and torch keep allocations until exit).
+ASAN_VENV ?= .venv-asan
+ASAN_PY := $(ASAN_VENV)/bin/python
+NATIVE_TESTS ?= tests/test_mel_spectrogram.py tests/test_nt_xent.py tests/test_resample.py \
+	tests/test_frontends.py tests/reliability/test_native_bad_input.py
+
+asan-setup: $(ASAN_VENV)/.musicrep-installed
+
+$(ASAN_VENV)/.musicrep-installed: setup.py pyproject.toml CMakeLists.txt $(NATIVE_SOURCES) $(wildcard core/*.py core/*/*.py core/*/*/*.py)
+	test -x $(ASAN_PY) || $(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_PY) -m pip install -q --upgrade pip setuptools wheel
+	$(ASAN_PY) -m pip install -q "$(TORCH_SPEC)"
+	MUSICREP_SANITIZE=ON MUSICREP_BUILD_DIR=$(CURDIR)/build/asan $(ASAN_PY) -m pip install -q --no-build-isolation ".[test]"
+	touch $@
+
+asan-test: asan-setup
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 $(ASAN_PY) -m pytest -q -p no:cacheprovider $(NATIVE_TESTS)
+
 clean:
-	rm -rf build $(VENV) core/_C*.so
+	rm -rf build $(VENV) $(ASAN_VENV) core/_C*.so

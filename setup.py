@@ -38,7 +38,8 @@ class CMakeBuild(build_ext):
             sys.exit("musicrep: install PyTorch first (pip install torch), then install musicrep "
                      "with --no-build-isolation so the build uses that torch")
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
-        build_dir = Path(self.build_temp).resolve() / "cmake"
+        # MUSICREP_BUILD_DIR keeps a variant build (make asan-test) out of the normal CMake cache
+        build_dir = Path(os.environ.get("MUSICREP_BUILD_DIR") or Path(self.build_temp) / "cmake").resolve()
         build_dir.mkdir(parents=True, exist_ok=True)
         cfg = ["cmake", str(ROOT), f"-DPython_EXECUTABLE={sys.executable}",
                f"-DMUSICREP_OUTPUT_DIR={out_dir}",
@@ -47,6 +48,8 @@ class CMakeBuild(build_ext):
             cfg.append(f"-DMUSICREP_CUDA={os.environ['MUSICREP_CUDA']}")
         if "MUSICREP_NATIVE" in os.environ:
             cfg.append(f"-DMUSICREP_NATIVE={os.environ['MUSICREP_NATIVE']}")
+        if "MUSICREP_SANITIZE" in os.environ:  # ON: AddressSanitizer + UBSan (make asan-test)
+            cfg.append(f"-DMUSICREP_SANITIZE={os.environ['MUSICREP_SANITIZE']}")
         if "MUSICREP_CMAKE_ARGS" in os.environ:
             cfg.extend(os.environ["MUSICREP_CMAKE_ARGS"].split())
         jobs = os.environ.get("MUSICREP_BUILD_JOBS", str(os.cpu_count() or 1))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,6 +33,8 @@ class EmbedSummary:
     decode_seconds: float
     write_seconds: float
     resumed_tracks: int
+    #: the files skipped as bad audio in this call, {"path", "reason"} each (``skipped`` counts them)
+    bad_files: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def x_realtime(self) -> float:
@@ -127,6 +129,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
                     policy.handle(error)  # raises under on_bad_audio = "fail"
                     writer.skip(item.id, str(item.path or ""), error.reason)
                     summary.skipped += 1
+                    summary.bad_files.append({"path": error.path, "reason": error.reason})
                     continue
                 windows, offsets = embedder.track_windows(torch.from_numpy(wave).to(device))
                 pending.append((item, windows, offsets))

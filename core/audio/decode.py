@@ -48,7 +48,44 @@ def _existing_file(path: str | Path) -> Path:
         raise BadAudioError(p, "no such file")
     if not p.is_file():
         raise BadAudioError(p, "not a file")
+    if p.stat().st_size == 0:
+        raise BadAudioError(p, "empty file (0 bytes)")
     return p
+
+
+def _unreadable(p: Path, exc: Exception) -> BadAudioError:
+    """libsndfile's complaint without the path it repeats; for a file that exists but is no audio
+    format it knows, it says "does not exist", which would send the user looking in the wrong place."""
+    detail = str(exc).replace(f"Error opening {str(p)!r}: ", "").strip()
+    if "does not exist" in detail or "Format not recognised" in detail:
+        detail = "format not recognised"
+    return BadAudioError(p, f"not readable as audio ({detail})")
+
+
+def _wav_truncation(p: Path) -> str | None:
+    """Why a RIFF/WAVE file is cut short, or None: its data chunk declaring more bytes than the
+    file holds. libsndfile quietly reads what is there, so a half-copied file would pass as a
+    shorter track."""
+    size = p.stat().st_size
+    with p.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        for _ in range(64):  # a WAV has a handful of chunks before its data
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            declared = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                available = size - pos - 8
+                if declared not in (0, 0xFFFFFFFF) and declared > available:  # 0 / ~0: length unknown
+                    return (f"truncated: its header declares {declared} bytes of audio, the file holds "
+                            f"{available}")
+                return None
+            pos += 8 + declared + (declared & 1)
+    return None
 
 
 def info(path: str | Path) -> AudioInfo:
@@ -57,7 +94,7 @@ def info(path: str | Path) -> AudioInfo:
     try:
         meta = sf.info(str(p))
     except (RuntimeError, ValueError, OSError) as exc:
-        raise BadAudioError(p, f"not readable as audio ({exc})") from None
+        raise _unreadable(p, exc) from None
     if meta.frames <= 0 or meta.samplerate <= 0 or meta.channels <= 0:
         raise BadAudioError(p, "empty: the file holds no audio frames")
     return AudioInfo(duration=meta.frames / meta.samplerate, sample_rate=int(meta.samplerate),
@@ -96,6 +133,9 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
                                      and duration > 0):
         raise ValueError(f"duration must be positive seconds or None, got {duration!r}")
     p = _existing_file(path)
+    truncated = _wav_truncation(p)
+    if truncated:
+        raise BadAudioError(p, truncated)
     try:
         with sf.SoundFile(str(p)) as f:
             rate, frames = f.samplerate, f.frames
@@ -108,10 +148,16 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
                 f.seek(start)
             data = f.read(frames=count, dtype=_INT_SUBTYPES.get(f.subtype, "float32"),
                           always_2d=True)
+            expected = frames - start if count < 0 else min(count, frames - start)
+            # MPEG headers estimate their length: allow two frames (2 x 1152 samples) and 1 %
+            slack = 2304 + expected // 100 if f.format == "MP3" else 0
+            if frames > 0 and data.shape[0] < expected - slack:
+                raise BadAudioError(p, f"truncated: its header declares {frames} frames, only "
+                                       f"{start + data.shape[0]} could be decoded")
     except BadAudioError:
         raise
     except (RuntimeError, ValueError, OSError, EOFError) as exc:
-        raise BadAudioError(p, f"cannot decode ({exc})") from None
+        raise _unreadable(p, exc) from None
     if data.shape[0] == 0:
         raise BadAudioError(p, "empty: no audio frames" + (f" after {offset:g} s" if start else ""))
     wave = pcm_to_mono(data) if data.dtype.kind == "i" else mix_to_mono(data)

@@ -35,13 +35,13 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
     """
     args = mel_args(sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max, power, center,
                     pad_mode, mel_scale, norm, log, log_floor, log_scale, top_db)
+    if isinstance(wave, torch.Tensor):
+        validate.native_device("wave", wave)
     batch = check_wave(wave, check_finite)
     args.check_length(batch.shape[1])
     if batch.is_cuda and not has_cuda_kernels():
         raise ValueError("wave is on CUDA but musicrep._C was built without CUDA kernels; use "
                          "musicrep.ops.reference.mel_spectrogram or rebuild with a CUDA PyTorch")
-    if batch.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"mel_spectrogram runs on the CPU or CUDA, not {batch.device}")
     if batch.is_cuda and (args.n_fft + args.n_fft // 2 + 1) * batch.element_size() > _CUDA_SHARED_BYTES:
         raise ValueError(f"n_fft={args.n_fft} does not fit the CUDA kernel's shared memory for "
                          f"{batch.dtype}; use the CPU or musicrep.ops.reference.mel_spectrogram")

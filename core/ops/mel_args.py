@@ -56,7 +56,7 @@ def mel_args(sample_rate: float, n_fft: int, hop_length: int | None, win_length:
              n_mels: int, f_min: float, f_max: float | None, power: float, center: bool,
              pad_mode: str, mel_scale: str, norm: str | float | None, log: str, log_floor: float,
              log_scale: float, top_db: float | None) -> MelArgs:
-    n_fft = validate.positive_int("n_fft", n_fft)
+    n_fft = validate.n_fft(n_fft)
     win_length = n_fft if win_length is None else validate.positive_int("win_length", win_length)
     if win_length > n_fft:
         raise ValueError(f"win_length={win_length} must not exceed n_fft={n_fft}")
@@ -95,6 +95,7 @@ def check_wave(wave: object, check_finite: bool = True) -> torch.Tensor:
         raise ValueError(f"wave must be float32 or float64, got {wave.dtype}")
     if wave.dim() not in (1, 2):
         raise ValueError(f"wave must be [T] or [B, T], got shape {tuple(wave.shape)}")
+    validate.has_data("wave", wave)
     batch = wave.reshape(1, -1) if wave.dim() == 1 else wave
     if batch.shape[0] == 0 or batch.shape[1] == 0:
         raise ValueError(f"wave is empty: shape {tuple(wave.shape)}")

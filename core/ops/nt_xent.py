@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from musicrep._native import native
-from musicrep.ops import distributed
+from musicrep.ops import distributed, validate
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -29,6 +29,7 @@ def check_inputs(z1: object, z2: object, temperature: object) -> None:
             raise ValueError(f"{name} must be a 2-D [N, D] tensor of embeddings, got shape {tuple(z.shape)}")
         if z.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"{name} must be float16, bfloat16, float32 or float64, got {z.dtype}")
+        validate.has_data(name, z)
     if z1.shape != z2.shape:
         raise ValueError(f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if z1.dtype != z2.dtype or z1.device != z2.device:
@@ -78,6 +79,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: b
     gradients. Half-precision inputs accumulate in float32; the loss is float32 then.
     """
     check_inputs(z1, z2, temperature)
+    validate.native_device("z1", z1)
     if not isinstance(normalize, bool) or not isinstance(gather, bool):
         raise ValueError(f"normalize and gather must be bools, got {normalize!r} and {gather!r}")
     half = z1.dtype in (torch.float16, torch.bfloat16)

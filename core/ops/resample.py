@@ -21,6 +21,7 @@ MAX_ZEROS = 64
 def _per_item(name: str, value: object, batch: int, device: torch.device) -> torch.Tensor:
     """A float64 ``[batch]`` tensor on ``device`` from a number or a ``[batch]`` tensor."""
     if isinstance(value, torch.Tensor):
+        validate.has_data(name, value)
         if value.dim() == 0:
             value = value.expand(batch)
         if value.dim() != 1 or value.shape[0] != batch:
@@ -45,6 +46,7 @@ def check_arguments(x: object, ratio: object, start: object, length: object, zer
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+    validate.has_data("x", x)
     batch, time = x.shape
     if time == 0:
         raise ValueError("x must have at least one sample per item (time > 0)")
@@ -91,8 +93,7 @@ def resample_shift(x: torch.Tensor, ratio: torch.Tensor | float, start: torch.Te
     if x.requires_grad and torch.is_grad_enabled():
         raise ValueError("x requires grad, but resample_shift has no gradient (augmentations are "
                          "not differentiated); pass x.detach() or run under torch.no_grad()")
-    if x.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"x must be on the CPU or a CUDA device, got {x.device}")
+    validate.native_device("x", x)
     if x.device.type == "cuda" and not has_cuda_kernels():
         raise ValueError("x is on CUDA but musicrep._C was built without CUDA kernels; reinstall "
                          "musicrep with a CUDA build of torch")

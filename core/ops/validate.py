@@ -2,6 +2,34 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+#: The largest n_fft the mel ops take: the fused kernel's tables hold n_mels x (n_fft / 2 + 1)
+#: filter weights (csrc/glue/checks.h has the same bound).
+MAX_N_FFT = 2**16
+
+
+def n_fft(value: object) -> int:
+    value = positive_int("n_fft", value)
+    if value > MAX_N_FFT:
+        raise ValueError(f"n_fft must be at most {MAX_N_FFT} (2**16), got {value}")
+    return value
+
+
+def has_data(name: str, tensor: "torch.Tensor") -> None:
+    """Refuse a ``meta`` tensor (a shape without values) before a check reads its values."""
+    if tensor.device.type == "meta":
+        raise ValueError(f"{name} is a meta tensor: it has a shape but no values")
+
+
+def native_device(name: str, tensor: "torch.Tensor") -> None:
+    """Refuse a tensor on a device the compiled kernels do not serve (they run on CPU or CUDA)."""
+    if tensor.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be on the CPU or a CUDA device, got {tensor.device}")
 
 
 def positive_int(name: str, value: object) -> int:

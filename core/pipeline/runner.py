@@ -31,7 +31,7 @@ from musicrep.errors import ConfigError, MusicrepError
 from musicrep.hashing import config_hash, state_hash
 from musicrep.model import Embedder
 from musicrep.pipeline import conflicts
-from musicrep.pipeline.pretrain import cached_weights, pretrain_description, pretrain_stage
+from musicrep.pipeline.pretrain import cached_weights, gather_sources, pretrain_description, pretrain_stage
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
@@ -140,6 +140,37 @@ class PipelineRun:
                                       f"{task.kind} (it serves: {', '.join(kinds)})",
                                       file=str(self.spec.path), section=f"probe.probes[{i}]", key="type")
 
+    def check(self) -> dict[str, Any]:
+        """Every error a config can cause without doing the work, raised before the run directory
+        exists: the tasks load, the probes serve their kinds, each model's front end and encoder
+        embed a window together, each pre-training source exists. Returns the tasks."""
+        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
+        self.check_compatibility(tasks)
+        for model in self.spec.models.values():
+            if model.load is None:
+                self.check_model(model)
+            if model.pretrain is not None:
+                gather_sources(self, model, tasks)
+        self.check_conflicts()
+        return tasks
+
+    def check_model(self, model: ModelSpec) -> None:
+        """Build the model and embed one silent window: components that each passed their own
+        checks but do not fit together (an encoder sized for another front end) fail here."""
+        section = f"models.{model.name}"
+        try:
+            embedder = build_model(self.spec, model, self.registry)
+            with torch.no_grad():
+                wave = torch.zeros(max(1, round(self.spec.embed.window * embedder.sample_rate)))
+                windows, _ = embedder.track_windows(wave)
+                embedder.encoder(windows[:1])
+        except MusicrepError as exc:
+            raise ConfigError(str(exc), file=str(self.spec.path), section=section) from None
+        except (ValueError, TypeError, RuntimeError, IndexError) as exc:  # the components' own complaints
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"its frontend ({model.frontend.name}) and encoder ({model.encoder.name}) do not "
+                              f"work together: {message}", file=str(self.spec.path), section=section) from None
+
     def model(self, model: ModelSpec, tasks: dict[str, Any]) -> Embedder:
         embedder = build_model(self.spec, model, self.registry)
         if model.pretrain is not None:
@@ -214,6 +245,11 @@ class PipelineRun:
                              for r in range(world_size)], store)
         log(f"embed {model.name}/{task_name}: {summary.tracks} tracks, {summary.windows} windows, "
             f"{summary.skipped} skipped, {summary.x_realtime:.0f}x realtime")
+        if summary.bad_files:  # by name: the user must be able to find and fix each one
+            shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:20])
+            more = f"; and {len(summary.bad_files) - 20} more" if len(summary.bad_files) > 20 else ""
+            log(f"embed {model.name}/{task_name}: skipped bad audio: {shown}{more} "
+                f"(all listed in the store's 'skipped' attribute)")
         self.notify("musicrep_on_stage_end", stage="embed", summary={"model": model.name, "task": task_name,
                                                                      **summary.as_dict()})
         return store
@@ -242,9 +278,7 @@ class PipelineRun:
 
     def plan(self) -> list[str]:
         """What a run would do: each stage's work, cached or to do, computed from the same keys."""
-        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
-        self.check_compatibility(tasks)
-        self.check_conflicts()
+        tasks = self.check()
         lines = []
         for model in self.spec.models.values():
             embedder = build_model(self.spec, model, self.registry)
@@ -269,12 +303,9 @@ class PipelineRun:
                     lines.append(f"  probe {model.name}/{task_name}/{probe_ref.name}: {'cached' if done else 'to do'}")
         return lines
 
-    def run(self) -> str:
-        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
-        self.check_compatibility(tasks)
-        self.check_conflicts()
-        if is_main():
-            atomic.write_text(self.run_dir / "pipeline.toml", self.spec.path.read_text())
+    def run(self, tasks: dict[str, Any] | None = None) -> str:
+        """Every stage; ``tasks`` as returned by ``check`` (which runs first when not given)."""
+        tasks = self.check() if tasks is None else tasks
         stores = {}
         for model in self.spec.models.values():
             embedder = self.model(model, tasks)
@@ -314,8 +345,10 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
     run_dir = Path(run_dir) if run_dir else spec.run_dir
     for line in describe_plan(spec, run_dir):
         log(line)
+    pipeline = PipelineRun(spec, run_dir, force_set, registry)
+    tasks = pipeline.check()  # a config error never leaves a run directory behind
     if dry_run:
-        for line in PipelineRun(spec, run_dir, force_set, registry).plan():
+        for line in pipeline.plan():
             log(line)
         return None
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
@@ -323,7 +356,8 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
         if not worker:
             for folder in ("models", "embeddings", "probes"):  # what killed runs left half-written
                 atomic.remove_leftovers(run_dir / folder)
-        text = PipelineRun(spec, run_dir, force_set, registry).run()
+            atomic.write_text(run_dir / "pipeline.toml", spec.path.read_text())
+        text = pipeline.run(tasks)
     if text:
         print(text)
     return text

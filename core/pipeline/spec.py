@@ -7,6 +7,8 @@ and the key.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +45,15 @@ class RunSection:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+        if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise invalid("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if not 0 <= self.seed < 2**32:  # NumPy and scikit-learn take seeds in [0, 2**32)
+            raise invalid("seed", f"must be in [0, 2**32), got {self.seed}")
+
+
+def _positive(value: float) -> bool:
+    """A finite number > 0 (NaN and inf are not: they pass a plain ``<= 0`` check)."""
+    return math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -64,15 +73,13 @@ class PretrainSection:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "checkpoint_every"):
-            if getattr(self, key) <= 0:
+        for key in ("steps", "batch_size", "checkpoint_every", "lr", "clip_seconds"):
+            if not _positive(getattr(self, key)):
                 raise invalid(key, f"must be positive, got {getattr(self, key)}")
-        for key in ("lr", "clip_seconds"):
-            if getattr(self, key) <= 0:
-                raise invalid(key, f"must be positive, got {getattr(self, key)}")
-        if self.warmup_steps < 0 or self.num_workers < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise invalid("warmup_steps", "warmup_steps, num_workers, weight_decay and grad_clip "
-                          "must not be negative")
+        for key in ("warmup_steps", "num_workers", "weight_decay", "grad_clip"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise invalid(key, f"must be a number >= 0, got {value}")
         if not self.data:
             raise invalid("data", "name at least one task (or an audio folder) to pre-train on")
 
@@ -90,9 +97,9 @@ class EmbedSection:
     def __post_init__(self) -> None:
         if self.checkpoint_every <= 0:
             raise invalid("checkpoint_every", f"must be positive, got {self.checkpoint_every}")
-        if self.window <= 0:
+        if not _positive(self.window):
             raise invalid("window", f"must be positive seconds, got {self.window}")
-        if self.hop <= 0:
+        if not _positive(self.hop):
             raise invalid("hop", f"must be positive seconds, got {self.hop}")
         if self.batch_size <= 0:
             raise invalid("batch_size", f"must be positive, got {self.batch_size}")

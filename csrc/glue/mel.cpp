@@ -1,6 +1,7 @@
 // musicrep._C.mel_spectrogram: checks (a backstop: musicrep.ops.mel_spectrogram validates first),
 // the per-call tables, and dispatch to the CPU loop or the CUDA kernels.
 #include "cpu/mel.h"
+#include "glue/checks.h"
 #include "registry.h"
 #ifdef MUSICREP_WITH_CUDA
 #include "cuda/mel_cuda.h"
@@ -47,18 +48,19 @@ static at::Tensor mel_spectrogram(const at::Tensor& wave, int64_t n_fft, int64_t
                                   double f_min, double f_max, bool htk, double norm_p, double power,
                                   bool center, int64_t pad_mode, int64_t log_mode, double log_floor,
                                   double log_scale, int64_t stream) {
+  check_device(wave, "mel_spectrogram", "wave");
   TORCH_CHECK(wave.dim() == 2 && wave.is_contiguous(), "mel_spectrogram: wave must be contiguous [B, T]");
   TORCH_CHECK(wave.scalar_type() == at::kFloat || wave.scalar_type() == at::kDouble,
               "mel_spectrogram: wave must be float32 or float64");
   TORCH_CHECK(wave.size(0) > 0 && wave.size(1) > 0, "mel_spectrogram: empty wave");
-  TORCH_CHECK(n_fft > 0 && hop_length > 0 && n_mels > 0 && 0 < win_length && win_length <= n_fft,
-              "mel_spectrogram: bad sizes");
-  TORCH_CHECK(n_fft < (int64_t{1} << 30), "mel_spectrogram: n_fft too large");
+  TORCH_CHECK(hop_length > 0 && 0 < win_length && win_length <= n_fft,
+              "mel_spectrogram: need hop_length > 0 and 0 < win_length <= n_fft");
+  check_mel_filters("mel_spectrogram", n_mels, n_fft, sample_rate, f_min, f_max, norm_p);
   TORCH_CHECK(0 <= pad_mode && pad_mode <= 2 && 0 <= log_mode && log_mode <= 4,
               "mel_spectrogram: bad pad or log mode");
-  TORCH_CHECK(sample_rate > 0 && 0 <= f_min && f_min < f_max && f_max <= sample_rate / 2 * (1 + 1e-9),
-              "mel_spectrogram: bad frequency range");
-  TORCH_CHECK(power > 0 && log_floor > 0 && log_scale > 0, "mel_spectrogram: bad power or log settings");
+  TORCH_CHECK(std::isfinite(power) && power > 0 && std::isfinite(log_floor) && log_floor > 0 &&
+                  std::isfinite(log_scale) && log_scale > 0,
+              "mel_spectrogram: power, log_floor and log_scale must be finite and > 0");
   const int64_t length = wave.size(1);
   const int64_t pad = center ? n_fft / 2 : 0;
   TORCH_CHECK(length + 2 * pad >= n_fft, "mel_spectrogram: clip shorter than n_fft");

@@ -1,12 +1,12 @@
 #include "cpu/filterbank.h"
+#include "glue/checks.h"
 #include "registry.h"
 
 namespace musicrep {
 
 static at::Tensor mel_filterbank(int64_t n_mels, int64_t n_fft, double sample_rate, double f_min,
                                  double f_max, bool htk, double norm_p) {
-  TORCH_CHECK(n_mels > 0 && n_fft > 0 && sample_rate > 0, "mel_filterbank: sizes must be positive");
-  TORCH_CHECK(0 <= f_min && f_min < f_max, "mel_filterbank: need 0 <= f_min < f_max");
+  check_mel_filters("mel_filterbank", n_mels, n_fft, sample_rate, f_min, f_max, norm_p);
   auto out = at::empty({n_mels, n_fft / 2 + 1}, at::TensorOptions().dtype(at::kDouble));
   cpu::mel_filterbank(out.data_ptr<double>(), n_mels, n_fft, sample_rate, f_min, f_max, htk, norm_p);
   return out;

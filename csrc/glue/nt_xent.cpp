@@ -1,6 +1,7 @@
 // PyTorch-facing glue of the fused NT-Xent core. musicrep.ops.nt_xent validates every argument;
 // these TORCH_CHECKs are only the backstop before raw pointers are handed on.
 #include "cpu/nt_xent.h"
+#include "glue/checks.h"
 #include "registry.h"
 
 #ifdef MUSICREP_WITH_CUDA
@@ -13,7 +14,10 @@
 namespace musicrep {
 namespace {
 
-void check_inputs(const at::Tensor& u, int64_t M) {
+void check_inputs(const at::Tensor& u, int64_t M, double inv_tau) {
+  check_device(u, "nt_xent_lse", "u");
+  TORCH_CHECK(std::isfinite(inv_tau) && inv_tau > 0, "nt_xent_lse: inv_tau must be finite and > 0, got ",
+              inv_tau);
   TORCH_CHECK(u.dim() == 2 && u.is_contiguous(), "nt_xent_lse: u must be a contiguous [Mc, D] tensor");
   TORCH_CHECK(u.size(0) >= 2 && u.size(1) >= 1, "nt_xent_lse: need at least 2 candidates and D >= 1");
   TORCH_CHECK(0 < M && M <= u.size(0), "nt_xent_lse: need 0 < M <= Mc");
@@ -37,7 +41,7 @@ cuda::Dtype cuda_dtype(const at::Tensor& u) {
 #endif
 
 at::Tensor nt_xent_lse_forward(const at::Tensor& u, int64_t M, double inv_tau, int64_t stream) {
-  check_inputs(u, M);
+  check_inputs(u, M, inv_tau);
   const int64_t Mc = u.size(0), D = u.size(1);
   auto lse = at::empty({M}, u.options().dtype(acc_type(u)));
   if (u.is_cuda()) {
@@ -63,7 +67,7 @@ at::Tensor nt_xent_lse_forward(const at::Tensor& u, int64_t M, double inv_tau, i
 
 at::Tensor nt_xent_lse_backward(const at::Tensor& u, const at::Tensor& lse, const at::Tensor& g,
                                 int64_t M, double inv_tau, int64_t stream) {
-  check_inputs(u, M);
+  check_inputs(u, M, inv_tau);
   const auto acc = acc_type(u);
   TORCH_CHECK(lse.dim() == 1 && lse.size(0) == M && lse.scalar_type() == acc && lse.is_contiguous(),
               "nt_xent_lse: lse must be a contiguous [M] tensor in the accumulation dtype");

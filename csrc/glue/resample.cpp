@@ -1,4 +1,5 @@
 #include "cpu/resample.h"
+#include "glue/checks.h"
 #include "registry.h"
 #ifdef MUSICREP_WITH_CUDA
 #include "cuda/resample_cuda.h"
@@ -6,10 +7,14 @@
 
 namespace musicrep {
 
+constexpr double kMaxRatio = 16.0;  // musicrep.ops.resample.MAX_RATIO
+constexpr int64_t kMaxZeros = 64;   // musicrep.ops.resample.MAX_ZEROS
+
 // x [batch, in_len] float32/float64, contiguous; ratio and start [batch] float64 on x's device.
 // The Python wrapper (musicrep.ops.resample_shift) validates first; these checks are backstops.
 static at::Tensor resample_shift(const at::Tensor& x, const at::Tensor& ratio, const at::Tensor& start,
                                  int64_t out_len, int64_t zeros, int64_t stream) {
+  check_device(x, "resample_shift", "x");
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "resample_shift: x must be a contiguous [batch, time] tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "resample_shift: x must be float32 or float64");
@@ -19,7 +24,12 @@ static at::Tensor resample_shift(const at::Tensor& x, const at::Tensor& ratio, c
                     p->is_contiguous() && p->device() == x.device(),
                 "resample_shift: ratio and start must be contiguous float64 [batch] on x's device");
   }
-  TORCH_CHECK(out_len >= 0 && zeros > 0, "resample_shift: need out_len >= 0 and zeros > 0");
+  TORCH_CHECK(out_len >= 0 && 0 < zeros && zeros <= kMaxZeros,
+              "resample_shift: need out_len >= 0 and 0 < zeros <= ", kMaxZeros);
+  // the kernel's taps and its cutoff follow from the ratio: bounded as in musicrep.ops.resample_shift
+  TORCH_CHECK(batch == 0 || ((ratio >= 1 / kMaxRatio) & (ratio <= kMaxRatio)).all().item<bool>(),
+              "resample_shift: ratio must lie in [1/", kMaxRatio, ", ", kMaxRatio, "]");
+  TORCH_CHECK(batch == 0 || start.isfinite().all().item<bool>(), "resample_shift: start must be finite");
   auto out = at::empty({batch, out_len}, x.options());
   const int z = static_cast<int>(zeros);
   if (x.is_cuda()) {

@@ -62,6 +62,9 @@ MR_HD acc_t resample_tap(acc_t x, acc_t u, acc_t sin_sinc, acc_t cos_win, acc_t 
 template <typename scalar_t, typename acc_t>
 MR_HD scalar_t resample_at(const scalar_t* x, int64_t len, double t,
                            const ResampleKernel<acc_t>& kern) {
+  // No tap reaches t (also a NaN t): zero, before t is cast to an index (an out-of-range
+  // float-to-integer cast is undefined behaviour).
+  if (!(t + kern.half > 0.0 && t - kern.half < static_cast<double>(len))) return scalar_t(0);
   int64_t k0 = static_cast<int64_t>(floor(t - kern.half)) + 1;  // first k with t - k < half
   int64_t k1 = static_cast<int64_t>(ceil(t + kern.half)) - 1;   // last k with k - t < half
   if (k0 < 0) k0 = 0;

@@ -149,6 +149,8 @@ class SynthTask(Task):
                 raise invalid("n_classes", f"label '{self.label}' takes 2 to {most} classes, got {self.n_classes}")
             if not 0 <= self.noise <= 1:
                 raise invalid("noise", f"must be in [0, 1], got {self.noise}")
+            if self.seed < 0:
+                raise invalid("seed", f"must not be negative, got {self.seed}")
 
     def __init__(self, config: "SynthTask.Config | None" = None) -> None:
         super().__init__()
