@@ -99,3 +99,12 @@ def test_bad_loaded_models_name_the_key(tmp_path: Path, lines: str, message: str
     with pytest.raises(ConfigError, match=message) as err:
         load_pipeline(path)
     assert err.value.section == "models.m"
+
+
+def test_the_quickstart_demo_is_a_valid_plan(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    demo = Path(__file__).resolve().parents[1] / "examples" / "quickstart.toml"
+    shutil.copy(demo, tmp_path)
+    assert run_pipeline(tmp_path / "quickstart.toml", dry_run=True) is None
+    err = capsys.readouterr().err
+    assert "pretrain contrastive: to do" in err and "embed mel-stats/timbre: to do" in err
+    assert not (tmp_path / "runs").exists()
