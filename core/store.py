@@ -326,6 +326,15 @@ def join_shards(shards: list[Path], path: Path) -> Path:
     return path
 
 
+def finished_provenance(path: str | Path) -> dict[str, Any] | None:
+    """The provenance of the finished store at ``path``; None for a missing, partial or unreadable one."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return json.loads(h5.attrs["provenance"]) if h5.attrs.get("complete", False) else None
+    except (OSError, KeyError, ValueError):  # missing, truncated, not HDF5, or no readable provenance
+        return None
+
+
 def store_status(path: str | Path, provenance: dict[str, Any]) -> str:
     """Whether ``path`` holds a finished store made with exactly this provenance: "complete",
     or why not: "missing", "unreadable", "incomplete" or "made from other inputs" (weights, audio or

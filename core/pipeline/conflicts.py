@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from musicrep.errors import ConfigError
 
 
@@ -50,19 +48,6 @@ def differences(before: dict[str, Any], after: dict[str, Any], limit: int = 3) -
     if len(changed) > limit:
         lines.append(f"and {len(changed) - limit} more")
     return lines
-
-
-def stored_provenance(path: Path) -> dict[str, Any] | None:
-    """The provenance of a finished store; None for a missing, partial or unreadable one."""
-    if not path.exists():
-        return None
-    try:
-        with h5py.File(path, "r") as h5:
-            if not h5.attrs.get("complete", False):
-                return None
-            return json.loads(h5.attrs["provenance"])
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def stored_pretraining(model_dir: Path) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
 from musicrep.report import write_report
-from musicrep.store import EmbeddingStore, is_complete, join_shards, store_status
+from musicrep.store import EmbeddingStore, finished_provenance, is_complete, join_shards, store_status
 from musicrep.train import training_key
 
 STAGES = ("pretrain", "embed", "probe", "report")
@@ -205,10 +205,13 @@ class PipelineRun:
             if "embed" in self.force:
                 continue
             for task_name in self.spec.tasks:
-                stored = conflicts.stored_provenance(self.store_path(model, task_name))
-                current = self.store_config(model, task_name)
-                if stored is not None and conflicts.config_of(stored) != conflicts.as_stored(current):
-                    changes = conflicts.differences(conflicts.config_of(stored), current)
+                stored = finished_provenance(self.store_path(model, task_name))
+                if stored is None:
+                    continue
+                before = conflicts.config_of(stored)
+                after = conflicts.as_stored(self.store_config(model, task_name))
+                if before != after:
+                    changes = conflicts.differences(before, after)
                     raise conflicts.conflict(self.spec.path, model.name, f"model '{model.name}''s embeddings of "
                                              f"task '{task_name}'", changes, "embed")
 
@@ -276,9 +279,9 @@ class PipelineRun:
             log(f"probe {model.name}/{task_name}/{probe_ref.name}: test {result['primary']} = {test:.4f} "
                 f"({time.perf_counter() - started:.1f} s)")
 
-    def plan(self) -> list[str]:
-        """What a run would do: each stage's work, cached or to do, computed from the same keys."""
-        tasks = self.check()
+    def plan(self, tasks: dict[str, Any]) -> list[str]:
+        """What a run would do: each stage's work, cached or to do, computed from the same keys;
+        ``tasks`` as returned by ``check``."""
         lines = []
         for model in self.spec.models.values():
             embedder = build_model(self.spec, model, self.registry)
@@ -348,7 +351,7 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
     pipeline = PipelineRun(spec, run_dir, force_set, registry)
     tasks = pipeline.check()  # a config error never leaves a run directory behind
     if dry_run:
-        for line in pipeline.plan():
+        for line in pipeline.plan(tasks):
             log(line)
         return None
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
