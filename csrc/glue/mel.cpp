@@ -28,8 +28,8 @@ void run(const at::Tensor& wave, at::Tensor& out, const MelParams& q, int64_t wi
     return;
   }
 #ifdef MUSICREP_WITH_CUDA
-  const auto reals = host_tensor(tables.reals, wave.scalar_type()).to(wave.device());
-  const auto ints = host_tensor(tables.ints, at::kInt).to(wave.device());
+  const at::Tensor reals = host_tensor(tables.reals, wave.scalar_type()).to(wave.device());
+  const at::Tensor ints = host_tensor(tables.ints, at::kInt).to(wave.device());
   cuda::launch_mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q,
                                   tables.view(reals.data_ptr<T>(), ints.data_ptr<int32_t>()),
                                   reinterpret_cast<cudaStream_t>(stream));
