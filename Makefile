@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 NATIVE_SOURCES := $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.h csrc/*/*.cpp csrc/*/*.cu)
 NVCC ?= nvcc
 
-.PHONY: setup demo test bench cuda-check asan-setup asan-test clean
+.PHONY: setup demo test bench cuda-check gpu-check gpu-wheels asan-setup asan-test clean
 
 setup: $(VENV)/.musicrep-installed
 
@@ -27,10 +27,45 @@ test: setup
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-enable -q
 
-# Compile every CUDA source with plain nvcc (no GPU, no CUDA torch needed), so it cannot rot.
-cuda-check:
+# Compile every CUDA source with plain nvcc (no GPU, no CUDA torch needed), so it cannot rot; then
+# every glue translation unit as the CUDA build sees it (MUSICREP_WITH_CUDA), syntax only, against
+# .venv's torch headers (the CPU wheel ships c10/cuda and ATen/cuda) and the CUDA headers nvcc
+# reports itself. The CPU wheel lacks one generated header, c10/cuda/impl/cuda_cmake_macros.h, which
+# in a CUDA build only defines C10_CUDA_BUILD_SHARED_LIBS: a one-line stand-in comes from a temp dir.
+GLUE_SOURCES := $(wildcard csrc/glue/*.cpp) csrc/bind.cpp
+CUDA_CHECK_JOBS ?= 2
+TORCH_FLAGS_PY := import sys, sysconfig, torch, torch.utils.cpp_extension as c; \
+  print(" ".join(["-isystem" + p for p in c.include_paths() + [sysconfig.get_paths()["include"]]] \
+  + ["-D_GLIBCXX_USE_CXX11_ABI=%d" % torch._C._GLIBCXX_USE_CXX11_ABI]))
+
+cuda-check: setup
 	@for f in csrc/cuda/*.cu; do [ -e "$$f" ] || continue; echo "nvcc -c $$f"; \
 	  $(NVCC) -std=c++17 -O2 -Icsrc -arch=sm_90 -c "$$f" -o /tmp/musicrep-cuda-check.o || exit 1; done
+	@stub=$$(mktemp -d) && trap 'rm -rf "$$stub"' EXIT && mkdir -p "$$stub/c10/cuda/impl" && \
+	  echo '#define C10_CUDA_BUILD_SHARED_LIBS' >"$$stub/c10/cuda/impl/cuda_cmake_macros.h" && \
+	  cuda_inc=$$($(NVCC) --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/.*INCLUDES="-I\([^"]*\)".*/\1/p' | head -n1) && \
+	  { [ -d "$$cuda_inc" ] || { echo "cuda-check: nvcc --dryrun named no CUDA include folder" >&2; exit 1; }; } && \
+	  torch_flags=$$($(PY) -c '$(TORCH_FLAGS_PY)') && \
+	  export GLUE_FLAGS="-std=c++17 -fsyntax-only -DMUSICREP_WITH_CUDA -DTORCH_EXTENSION_NAME=_C \
+	    -DTORCH_API_INCLUDE_EXTENSION_H -Icsrc $$torch_flags -isystem$$cuda_inc -isystem$$stub" && \
+	  printf '%s\n' $(GLUE_SOURCES) | xargs -P$(CUDA_CHECK_JOBS) -n1 sh -c \
+	    'echo "$(CXX) -fsyntax-only -DMUSICREP_WITH_CUDA $$0"; $(CXX) $$GLUE_FLAGS "$$0"'
+
+# On a GPU machine with no network (docs/native.md): the wheels below from .whl/, a CUDA build for
+# its GPU, the CUDA tests, the whole suite and the CUDA benchmark rows; logs in $OUT or build/gpu-check.
+gpu-check:
+	bash tools/gpu-check.sh
+
+# What a GPU machine with PyTorch, pluggy, h5py, numba, scikit-learn, pytest-benchmark, pytest-xdist and
+# hypothesis still lacks, as Python 3.12 manylinux x86_64 wheels in .whl/ (git-ignored), one version each.
+GPU_WHEELS := soundfile==0.13.1 cffi==2.0.0 pycparser==2.23 soxr==1.0.0 nnAudio==0.3.4 mule-torch==0.2.0 \
+  librosa==0.11.0 audioread==3.1.0 decorator==5.2.1 pooch==1.8.2 platformdirs==4.5.0
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
+  manylinux1_x86_64
+gpu-wheels:
+	rm -rf .whl && $(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp $(addprefix --platform ,$(GPU_PLATFORMS)) -d .whl $(GPU_WHEELS)
+	@du -sh .whl
 
 # The native ops under AddressSanitizer + UBSan: a separate venv with a sanitized, non-editable
 # build (the normal .venv and core/_C*.so are untouched). Python itself is not instrumented, so

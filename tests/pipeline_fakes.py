@@ -63,10 +63,11 @@ class FrameFrontend(nn.Module):
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.sample_rate, self.hop_length, self.n_fft = config.sample_rate, config.hop_length, config.n_fft
+        # a buffer, so it moves with the model (not saved: it follows from n_fft)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wave, self.n_fft, self.hop_length, window=torch.hann_window(self.n_fft),
-                          return_complex=True).abs()
+        spec = torch.stft(wave, self.n_fft, self.hop_length, window=self.window, return_complex=True).abs()
         return torch.log1p(spec)
 
 

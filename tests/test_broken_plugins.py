@@ -67,6 +67,7 @@ PACKAGE = "musicrep-broken-test"
 PIPELINE = """
 [run]
 name = "survives"
+device = "cpu"
 
 [tasks.pitch]
 type = "synth"

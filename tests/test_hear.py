@@ -45,9 +45,9 @@ def get_timestamp_embeddings(audio, model):
     rms = frames.pow(2).mean(-1).sqrt()
     zcr = (frames[..., 1:].sign() != frames[..., :-1].sign()).float().mean(-1)
     spectrum = torch.fft.rfft(frames).abs()
-    bins = torch.arange(spectrum.shape[-1], dtype=audio.dtype)
+    bins = torch.arange(spectrum.shape[-1], dtype=audio.dtype, device=audio.device)
     centroid = (spectrum * bins).sum(-1) / spectrum.sum(-1).clamp_min(1e-9) / spectrum.shape[-1]
-    stamps = (torch.arange(n) * FRAME + FRAME / 2) / model.sample_rate * 1000
+    stamps = (torch.arange(n, device=audio.device) * FRAME + FRAME / 2) / model.sample_rate * 1000
     return model.gain * torch.stack([rms, zcr, centroid], -1), stamps.expand(len(audio), -1)
 
 
@@ -118,6 +118,7 @@ def test_hear_encoder_in_a_pipeline(tiny_hear: Path) -> None:
     toml.write_text(textwrap.dedent(f"""
         [run]
         name = "hear"
+        device = "cpu"
         [tasks.pitch]
         type = "synth"
         label = "pitch"

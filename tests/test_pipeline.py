@@ -16,6 +16,7 @@ from pipeline_fakes import PLUGIN
 PIPELINE = """
 [run]
 name = "tiny"
+device = "cpu"
 seed = 3
 
 [tasks.tones]

@@ -20,6 +20,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "musicrep-plugin-ex
 PIPELINE = """
 [run]
 name = "byol"
+device = "cpu"
 seed = 1
 
 [tasks.pitch]

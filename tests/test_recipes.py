@@ -35,7 +35,9 @@ def test_full_recipes_hold_the_papers_settings(tmp_path: Path, name: str) -> Non
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["contrastive-small", "supervised-small"])
 def test_small_recipes_run_end_to_end(tmp_path: Path, name: str) -> None:
-    shutil.copy(RECIPES / f"{name}.toml", tmp_path)
+    recipe = (RECIPES / f"{name}.toml").read_text()
+    assert recipe.count("[run]\n") == 1
+    (tmp_path / f"{name}.toml").write_text(recipe.replace("[run]\n", '[run]\ndevice = "cpu"\n'))  # not a CUDA test
     table = run_pipeline(tmp_path / f"{name}.toml")
     assert "mule-small" in table
     run_dir = next((tmp_path / "runs").iterdir())
@@ -46,6 +48,7 @@ def test_small_recipes_run_end_to_end(tmp_path: Path, name: str) -> None:
 LOADED = """
 [run]
 name = "{name}"
+device = "cpu"
 
 [tasks.pitch]
 type = "synth"

@@ -34,7 +34,7 @@ class CrashAt(nn.Module):
         self.calls += 1
         if self.calls == self.at:
             raise Crash
-        return x + 0.01 * torch.randn(x.shape, generator=generator)
+        return x + 0.01 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 def setup(seed: int):

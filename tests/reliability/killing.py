@@ -32,6 +32,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PIPELINE = """
 [run]
 name = "{name}"
+device = "cpu"
 seed = 5
 
 [tasks.pitch]

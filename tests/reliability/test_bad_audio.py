@@ -257,6 +257,7 @@ def test_embed_fails_naming_the_bad_file(corpus: Corpus, tmp_path: Path, name: s
 PIPELINE = """
 [run]
 name = "bad-audio"
+device = "cpu"
 
 [tasks.odd]
 type = "csv"

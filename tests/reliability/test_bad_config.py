@@ -63,7 +63,7 @@ PRETRAIN_BASE: dict[str, Any] = {
 }
 
 CSV_BASE: dict[str, Any] = {
-    "run": {"name": "csv-mutant", "dir": "out/csv"},
+    "run": {"name": "csv-mutant", "dir": "out/csv", "device": "cpu"},
     "tasks": {"genre": {"type": "csv", "path": "manifest.csv", "prediction_type": "multiclass",
                         "split_column": "split", "label_columns": ["label"]}},
     "models": {"torch": {"frontend": {"type": "torch-mel", "n_fft": 128, "n_mels": 8, "sample_rate": 8000},

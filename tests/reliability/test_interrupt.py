@@ -207,6 +207,7 @@ def registry() -> Registry:
 TONES = """
 [run]
 name = "tones"
+device = "cpu"
 seed = 2
 
 [tasks.tones]
