@@ -170,10 +170,6 @@ scalars = st.one_of(st.booleans(), st.integers(-2**40, 2**40),
 others = st.one_of(scalars, st.lists(st.integers(0, 9), max_size=3),
                    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 9), max_size=2))
 unknown_keys = st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z").filter(lambda k: k not in KNOWN_KEYS)
-def not_one_of(*valid: str) -> st.SearchStrategy[str]:
-    return st.text(st.characters(blacklist_categories=("Cs",)), max_size=10).filter(lambda s: s not in valid)
-
-
 # -- out-of-range values, generated from what the config classes declare -----------------------
 
 def _is_int(tp: Any) -> bool:
