@@ -187,6 +187,22 @@ def test_bad_input_is_a_value_error(op, wave, kwargs: dict, match: str) -> None:
         op(wave, **{**GOOD, **kwargs})
 
 
+def test_numpy_numbers_count_and_bools_do_not(rng: torch.Generator) -> None:
+    """NumPy integers and floats are accepted wherever Python's are (a size read from an array or
+    a config computed with NumPy); a truth value is never a size, a rate or a norm."""
+    wave = torch.randn(1, 2000, generator=rng)
+    kw = dict(sample_rate=np.int64(16000), n_fft=np.int64(255), hop_length=np.int32(64),
+              win_length=np.int16(200), n_mels=np.uint8(20), norm=np.int64(2), f_max=np.float32(7000))
+    plain = {k: v.item() for k, v in kw.items()}
+    for op in (ops.mel_spectrogram, reference.mel_spectrogram):
+        assert torch.equal(op(wave, **kw), op(wave, **plain))
+    assert torch.equal(ops.mel_filterbank(np.int64(16000), np.int64(1023), np.int64(40)),
+                       ops.mel_filterbank(16000, 1023, 40))
+    for bad in (dict(n_fft=True), dict(n_mels=np.bool_(True)), dict(hop_length=False), dict(norm=True),
+                dict(win_length=np.float64(200.0))):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ops.mel_spectrogram(wave, 16000, **bad)
+
 @pytest.mark.parametrize("log", ["none", "log", "log1p"])
 def test_empty_filters_give_zero_energy(rng: torch.Generator, log: str) -> None:
     """More bands than bins: empty filters come out as exactly 0 (or the floor), like the reference."""

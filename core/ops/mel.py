@@ -24,6 +24,8 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
     Framing, window and frame count follow ``torch.stft`` (a Hann window of ``win_length``
     centred in ``n_fft``; ``center`` pads ``n_fft // 2`` each side with ``pad_mode``), the filters
     ``librosa.filters.mel``. The spectrum never leaves the kernel, so memory is the output only.
+    ``pad_mode``: ``"reflect"``, ``"constant"`` (zeros) or ``"replicate"`` (repeat the end
+    samples: librosa's and NumPy's ``"edge"``).
 
     ``log``: ``"none"``; ``"log"`` ln(max(x, log_floor)); ``"db"`` 10 log10(max(x, log_floor)),
     optionally clamped to ``top_db`` below each spectrogram's peak; ``"log1p"`` ln(1 + log_scale x);

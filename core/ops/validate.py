@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,13 +34,16 @@ def native_device(name: str, tensor: "torch.Tensor") -> None:
 
 
 def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """``value`` as a Python int; NumPy integers count (``n_fft=np.int64(1024)``), bools do not
+    (``bool`` is an ``int``; NumPy's ``bool_`` is no ``numbers.Integral``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def finite_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """``value`` as a Python float; NumPy integers and floats count, bools do not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
@@ -71,6 +75,6 @@ def filter_norm(norm: object) -> float:
         return 0.0
     if norm == "slaney":
         return -1.0
-    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm > 0 and math.isfinite(norm):
+    if not isinstance(norm, bool) and isinstance(norm, numbers.Real) and norm > 0 and math.isfinite(norm):
         return float(norm)
     raise ValueError(f"norm must be None, 'slaney' or a positive number p (unit L_p norm), got {norm!r}")
