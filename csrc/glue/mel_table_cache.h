@@ -55,8 +55,10 @@ class MelTableCache {
   static constexpr size_t kCapacity = 8;  // per dtype; a run uses one or two configurations
 
   static MelTableCache& instance() {
-    static MelTableCache cache;  // one per dtype; initialised once, thread-safely
-    return cache;
+    // one per dtype, initialised once and thread-safely; never destroyed, so no device tensor
+    // is freed during interpreter shutdown, after the CUDA allocator may be gone
+    static auto* cache = new MelTableCache();
+    return *cache;
   }
 
   // The tables of `key`, built and copied to key.device on a miss.
