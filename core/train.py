@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from musicrep import atomic
-from musicrep.audio import BadAudioError
+from musicrep.audio import BadAudioError, random_crop
 from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.errors import MusicrepError
@@ -56,14 +56,6 @@ class Source:
     target: np.ndarray | None
 
 
-def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``length``-sample crop; a shorter clip is repeated to fill it."""
-    if len(wave) < length:
-        wave = np.tile(wave, -(-length // max(len(wave), 1)))
-    start = int(rng.integers(0, len(wave) - length + 1))
-    return wave[start:start + length]
-
-
 class ClipDataset(Dataset):
     """Decodes a clip and cuts ``views`` random crops of it, seeded by (seed, epoch, index)."""
 
@@ -85,7 +77,7 @@ class ClipDataset(Dataset):
         if wave.size == 0:
             return None
         rng = np.random.default_rng([self.seed, epoch, index])
-        crops = np.stack([crop(wave, self.clip_samples, rng) for _ in range(self.views)])
+        crops = np.stack([random_crop(wave, self.clip_samples, rng, short="tile") for _ in range(self.views)])
         return crops, source.target
 
 
@@ -165,10 +157,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
               file=sys.stderr, flush=True)
         return None
     return state if isinstance(state, dict) else None
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state()}
 
 
 def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Module], sources: list[Source],

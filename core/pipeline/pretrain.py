@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from musicrep import atomic
-from musicrep.embed import encode_target
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
+from musicrep.tasks import encode_target
 from musicrep.train import Source, TrainSettings, load_checkpoint, train, training_key
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
