@@ -1,4 +1,5 @@
-"""The embed stage: every track of a task through front end + encoder into an HDF5 store.
+"""The extractor: every track of a task through front end + encoder into an HDF5 store (the
+embed stage, ``musicrep.pipeline.embed``, decides what to extract and caches the stores).
 
 Tracks are decoded in data-loader workers, turned into windows of features on the device,
 and the windows of several tracks are batched through the encoder. Finished tracks go to the

@@ -87,7 +87,17 @@ def musicrep_models() -> Factories:
 
 @hookspec
 def musicrep_on_stage_start(stage: str, run_dir: str, info: dict[str, Any]) -> None:
-    """A pipeline stage (pretrain, embed, probe, report) starts."""
+    """A pipeline stage (pretrain, embed, probe, report) starts, once per run, cached or not.
+
+    ``info`` holds ``models`` and ``tasks`` (the names the stage works over) and ``forced``
+    (whether ``--force`` redoes it).
+    """
+
+
+@hookspec
+def musicrep_on_train_start(run_dir: str, start_step: int, steps: int) -> None:
+    """The trainer starts (``start_step`` 0) or resumes training one model; ``run_dir`` is
+    the model's folder. Steps after ``start_step`` are done again, so their logs are stale."""
 
 
 @hookspec
@@ -97,4 +107,5 @@ def musicrep_on_train_step(step: int, metrics: dict[str, float], run_dir: str) -
 
 @hookspec
 def musicrep_on_stage_end(stage: str, run_dir: str, summary: dict[str, Any]) -> None:
-    """A pipeline stage finished (or was skipped as already done)."""
+    """A pipeline stage finished, once per run; ``summary["cached"]`` is true when every result
+    it would make was already there (nothing was computed)."""

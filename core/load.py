@@ -7,7 +7,6 @@ audio is touched: a wrong file fails at load time with the file and the tensor n
 """
 from __future__ import annotations
 
-import tomllib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,6 +17,7 @@ from torch import nn
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.registry import Registry, default_registry, get_component
+from musicrep.rundir import find_checkpoint, run_of_checkpoint
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 #: override keys that configure the windowing rather than the encoder
@@ -109,33 +109,17 @@ def ready_models(registry: Registry | None = None) -> dict[str, Any]:
 
 # -- musicrep runs -------------------------------------------------------------------------------
 
-def find_checkpoint(path: Path) -> Path:
-    """``final.pt`` itself, a ``RUN_DIR/models/<model>`` folder, or a run with one pre-trained model."""
-    if path.is_file():
-        return path
-    if (path / "final.pt").is_file():
-        return path / "final.pt"
-    found = sorted((path / "models").glob("*/final.pt")) if path.is_dir() else []
-    if len(found) == 1:
-        return found[0]
-    if found:
-        names = ", ".join(p.parent.name for p in found)
-        raise MusicrepError(f"{path}: the run has several pre-trained models ({names}); "
-                            f"pass {path / 'models' / found[0].parent.name} to choose one")
-    raise MusicrepError(f"{path}: no pre-trained model here (looked for final.pt and models/*/final.pt)")
-
-
 def run_embed_settings(checkpoint: Path) -> dict[str, Any]:
-    """The window, hop and pooling of the run that wrote ``checkpoint`` (its pipeline.toml)."""
-    run_dir = checkpoint.parent.parent.parent if checkpoint.parent.parent.name == "models" else None
-    toml = run_dir / "pipeline.toml" if run_dir else None
-    if toml is None or not toml.is_file():
+    """The windowing (window, hop, pooling, windowing) of the run that wrote ``checkpoint``, read
+    from its pipeline.toml through the same ``[embed]`` spec (and defaults) the run used."""
+    from musicrep.config import build_config
+    from musicrep.pipeline.spec import EmbedSection
+
+    run = run_of_checkpoint(checkpoint)
+    if run is None or not run.is_run():
         return {}
-    try:
-        embed = tomllib.loads(toml.read_text()).get("embed", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise MusicrepError(f"{toml}: cannot read the run's settings ({exc})") from None
-    return {k: embed[k] for k in ("window", "hop", "pooling") if k in embed}
+    embed = build_config(EmbedSection, run.saved_embed_settings(), file=str(run.pipeline), section="embed")
+    return {key: getattr(embed, key) for key in EMBEDDER_KEYS}
 
 
 def from_run(path: Path, overrides: dict[str, Any]) -> Embedder:

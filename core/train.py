@@ -1,4 +1,5 @@
-"""The pretrain stage: supervised or contrastive pre-training of a front end + encoder.
+"""The trainer: supervised or contrastive pre-training of a front end + encoder (the pretrain
+stage, ``musicrep.pipeline.pretrain``, decides what to train and caches the result).
 
 Decoding and cropping happen in data-loader workers; augmentation, the front end and the
 encoder run on the device. Every random draw is a function of (seed, step), and the data
@@ -30,6 +31,7 @@ from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
+from musicrep.rundir import ModelDir
 
 
 @dataclass
@@ -162,7 +164,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Module], sources: list[Source],
           data: TrainingData, settings: TrainSettings, out_dir: Path, *, device: torch.device,
           key: str, notify=None, progress: bool = True) -> dict[str, Any]:
-    """Pre-train in place; resumes from ``out_dir/last.pt`` when its key matches."""
+    """Pre-train in place; resumes from the model folder ``out_dir``'s last checkpoint when its key
+    matches."""
     distributed = init_from_env(device)
     rank, world_size = world()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +179,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
     start, loss_value = 0, float("nan")
-    last = out_dir / "last.pt"
+    last = ModelDir(out_dir).last
     state = load_checkpoint(last, device)
     if state is not None and state.get("key") == key:
         module.load_state_dict(state["module"])
@@ -185,7 +188,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
         start, loss_value = state["step"], state.get("loss", loss_value)
     runner = nn.parallel.DistributedDataParallel(module) if distributed else module
     if notify and is_main():
-        notify("musicrep_on_stage_start", stage="pretrain", info={"start_step": start, "steps": settings.steps})
+        notify("musicrep_on_train_start", start_step=start, steps=settings.steps)
 
     clip_samples = round(settings.clip_seconds * embedder.sample_rate)
     dataset = ClipDataset(sources, embedder.sample_rate, clip_samples, objective.views, settings.seed)
