@@ -21,13 +21,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from musicrep.report import write_report
+    from musicrep.rundir import RunDir
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "probes").is_dir():
-        if (run_dir / "pipeline.toml").is_file():  # a run that has not reached its probes (yet)
-            raise MusicrepError(f"{run_dir}: no probe has finished yet; nothing to report")
-        raise MusicrepError(f"{run_dir}: no probe results here (is it a musicrep run directory?)")
-    print(write_report(run_dir))
+    run = RunDir(Path(args.run_dir))
+    if not run.has_probes():
+        if run.is_run():  # a run that has not reached its probes (yet)
+            raise MusicrepError(f"{run.root}: no probe has finished yet; nothing to report")
+        raise MusicrepError(f"{run.root}: no probe results here (is it a musicrep run directory?)")
+    print(write_report(run.root))
     return 0
 
 

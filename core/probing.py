@@ -26,6 +26,8 @@ class Probe:
 
     #: task kinds this probe can serve
     kinds: tuple[str, ...] = ("multiclass", "multilabel", "regression")
+    #: whether a pipeline that names no probes runs this one
+    default: bool = False
 
     def fit(self, train: Split, valid: Split, kind: str, score: Score, seed: int) -> dict[str, Any]:
         """Fit on train, choose by ``score(valid.y, scores)``; return the chosen settings."""
