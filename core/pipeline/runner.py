@@ -33,7 +33,7 @@ from musicrep.model import Embedder
 from musicrep.pipeline import conflicts
 from musicrep.pipeline.pretrain import cached_weights, gather_sources, pretrain_description, pretrain_stage
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
-from musicrep.probing import probe_store
+from musicrep.probing import RESULT_FORMAT, probe_store
 from musicrep.registry import Registry, default_registry
 from musicrep.report import write_report
 from musicrep.store import EmbeddingStore, finished_provenance, is_complete, join_shards, store_status
@@ -219,7 +219,7 @@ class PipelineRun:
         return self.run_dir / "probes" / model.name / task_name / f"{probe_ref.name}.json"
 
     def probe_key(self, provenance: dict[str, Any], probe_ref: Any, task: Any) -> str:
-        return config_hash([provenance, probe_ref.describe(), list(task.metrics), self.spec.run.seed])
+        return config_hash([provenance, probe_ref.describe(), list(task.metrics), self.spec.run.seed, RESULT_FORMAT])
 
     def probe_done(self, path: Path, key: str) -> bool:
         return "probe" not in self.force and probe_status(path, key) == "done"
