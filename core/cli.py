@@ -96,7 +96,7 @@ def _print_options(info) -> None:
             for f in fields]
     widths = [max((len(r[i]) for r in rows), default=0) for i in range(3)]
     for row in rows:
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + (f"  {row[3]}" if row[3] else ""))
+        print(("  " + "  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + f"  {row[3]}").rstrip())
 
 
 def _type_text(tp) -> str:

@@ -111,8 +111,8 @@ def pca_scatter(store_path: Path, out_path: Path, max_points: int = 2000) -> Pat
         fig.colorbar(points, ax=ax, label=names[0] if names else "target")
     else:
         for c in shown:
-            ax.scatter(*xy[classes == c].T, s=14, label=names[c], alpha=0.8, linewidths=0, **class_style(int(c)))
-        ax.legend(fontsize=6, markerscale=1.2, ncol=legend_columns, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+            ax.scatter(*xy[classes == c].T, s=18, label=names[c], alpha=0.8, linewidths=0, **class_style(int(c)))
+        ax.legend(fontsize=7, markerscale=1.2, ncol=legend_columns, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   title="first label" if kind == "multilabel" else "class", title_fontsize=7, frameon=False)
     ax.set_xlabel(f"PC1 ({100 * share[0]:.1f}% of variance)")
     ax.set_ylabel(f"PC2 ({100 * share[1]:.1f}% of variance)")
