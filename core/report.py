@@ -11,6 +11,7 @@ from typing import Any
 
 from musicrep import atomic
 from musicrep.plots import bar_charts, loss_curve, pca_scatter
+from musicrep.probing import LEVEL, RESAMPLES
 from musicrep.store import StoreError
 
 #: table marks: what each says about the best model of a row
@@ -115,8 +116,8 @@ def legend(rows: list[dict[str, Any]]) -> list[str]:
     used = {r["mark"] for r in rows}
     lines = []
     if any(r["low"] is not None for r in rows):
-        lines.append("±: half the width of the 95% bootstrap interval (1000 resamples of the test items; "
-                     "of the folds for k-fold tasks); the bounds are in results.csv")
+        lines.append(f"±: half the width of the {LEVEL:.0%} bootstrap interval ({RESAMPLES} resamples of the test "
+                     "items; of the folds for k-fold tasks); the bounds are in results.csv")
     if CLEAR in used:
         lines.append(f"{CLEAR}: the best model, its interval clear of every other model's")
     if TIED in used:
@@ -126,9 +127,14 @@ def legend(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _escaped(text: str) -> str:
+    """For markdown, where a bare * or ~ is markup."""
+    return text.replace("*", "\\*").replace("~", "\\~")
+
+
 def format_table(header: list[str], body: list[list[str]], markdown: bool = False) -> str:
-    if markdown:  # a bare * or ~ is markup there
-        body = [[c.replace("*", "\\*").replace("~", "\\~") for c in r] for r in body]
+    if markdown:
+        body = [[_escaped(c) for c in r] for r in body]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *body)]
     def line(cells):
         padded = [str(c).ljust(w) for c, w in zip(cells, widths)]
@@ -216,7 +222,7 @@ def write_report(run_dir: str | Path) -> str:
     md = [f"# musicrep report: {run_dir.name}", "", "## Results", "",
           "The primary metric of each task on its test split.", "",
           format_table(header, body, markdown=True), "",
-          *(f"- {line}".replace("*", "\\*").replace("~", "\\~") for line in key), ""]
+          *(f"- {_escaped(line)}" for line in key), ""]
     md += [f"![{p.stem}](plots/{p.name})" for p in bar_charts(rows, plots, MARK_NOTES)] + [""]
     md += ["## Tasks", "", "Per model and probe: the split sizes, the scores on valid (where the probe's "
            "settings were chosen) and test, and the chosen settings.", ""]
