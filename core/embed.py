@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from musicrep.audio import BadAudioError, BadAudioPolicy
 from musicrep.model import Embedder
+from musicrep.progress import progress_bar
 from musicrep.store import StoreWriter, TrackEmbedding
 from musicrep.tasks import encode_target
 
@@ -108,7 +108,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         summary.windows += len(windows)
         pending, pending_windows = [], 0
 
-    bar = tqdm(total=len(items), desc=f"embed {Path(store_path).parent.name}/{Path(store_path).stem}", unit="track", disable=not progress,
+    bar = progress_bar(total=len(items), desc=f"embed {Path(store_path).parent.name}/{Path(store_path).stem}", unit="track", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     try:
         with torch.inference_mode():

@@ -91,6 +91,12 @@ class RunDir:
         """Whether a ``musicrep run`` has started here (it writes ``pipeline.toml`` first)."""
         return self.pipeline.is_file()
 
+    def training_logs(self) -> Iterator[tuple[str, Path]]:
+        """``(model, metrics.jsonl)`` of every model that has a training log, sorted."""
+        for path in sorted((self.root / "models").glob("*")):
+            if ModelDir(path).training_log.is_file():
+                yield path.name, ModelDir(path).training_log
+
     def pretrained_models(self) -> list[str]:
         """The models with a finished pre-training checkpoint, sorted."""
         return sorted(p.name for p in (self.root / "models").glob("*") if ModelDir(p).final.is_file())

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
 from musicrep import atomic
 from musicrep.audio import BadAudioError, random_crop
@@ -32,6 +31,7 @@ from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
 from musicrep.rundir import ModelDir
+from musicrep.progress import progress_bar
 
 
 @dataclass
@@ -204,7 +204,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
             torch.save({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
 
-    bar = tqdm(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
+    bar = progress_bar(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
                disable=not (progress and is_main()), dynamic_ncols=True)
     started, clips = time.perf_counter(), 0
     module.train()

@@ -10,12 +10,12 @@ from musicrep import atomic
 from musicrep.hashing import config_hash
 from musicrep.pipeline.context import RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ComponentRef
-from musicrep.probing import probe_store
+from musicrep.probing import RESULT_FORMAT, probe_store
 from musicrep.store import EmbeddingStore
 
 
 def probe_key(context: RunContext, provenance: dict[str, Any], probe: ComponentRef, task: Any) -> str:
-    return config_hash([provenance, probe.describe(), list(task.metrics), context.spec.run.seed])
+    return config_hash([provenance, probe.describe(), list(task.metrics), context.spec.run.seed, RESULT_FORMAT])
 
 
 def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> dict[str, float | None]:
