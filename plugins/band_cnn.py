@@ -24,7 +24,7 @@ class BandCNN(nn.Module):
     @dataclass
     class Config:
         channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-        freq_pool: list[int] = field(default_factory=lambda: [1, 2, 2, 2])  # per stage, along frequency
+        freq_pool: list[int] = field(default_factory=lambda: [2, 2, 2, 1])  # per stage, along frequency
         time_pool: list[int] = field(default_factory=lambda: [2, 2, 2, 2])  # per stage, along time
         bands: int = 16      # frequency bands the last map is averaged to, each kept into the head
         dim: int = 128
