@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 NATIVE_SOURCES := $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.h csrc/*/*.cpp csrc/*/*.cu)
 NVCC ?= nvcc
 
-.PHONY: setup demo test bench cuda-check asan-setup asan-test clean devbench
+.PHONY: setup demo test bench cuda-check asan-setup asan-test clean
 
 setup: $(VENV)/.musicrep-installed
 
@@ -30,6 +30,7 @@ DEVBENCH_TOOLS ?= ../shared/devbench
 DEVBENCH_VENV ?= .venv-devbench
 SOUNDFONT ?= $(shell dpkg -L timgm6mb-soundfont 2>/dev/null | grep '\.sf2$$' | head -n 1)
 
+.PHONY: devbench
 devbench: setup $(DEVBENCH_DATA)/pretrain
 	$(VENV)/bin/musicrep run examples/devbench.toml
 
