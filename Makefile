@@ -21,6 +21,26 @@ $(VENV)/.musicrep-installed: setup.py pyproject.toml CMakeLists.txt $(NATIVE_SOU
 demo: setup
 	$(VENV)/bin/musicrep run examples/quickstart.toml
 
+# The devbench (real-audio probe tasks, docs/results.md): render it into examples/devbench-data
+# when missing (fluidsynth + the TimGM6mb soundfont from Debian, its tools in their own venv,
+# about 10 minutes), then run examples/devbench.toml. Not part of `make test` or of the package.
+# examples/devbench.toml reads its tasks here (a folder, or a symlink to one rendered elsewhere)
+DEVBENCH_DATA := examples/devbench-data
+DEVBENCH_TOOLS ?= ../shared/devbench
+DEVBENCH_VENV ?= .venv-devbench
+SOUNDFONT ?= $(shell dpkg -L timgm6mb-soundfont 2>/dev/null | grep '\.sf2$$' | head -n 1)
+
+.PHONY: devbench
+devbench: setup $(DEVBENCH_DATA)/pretrain
+	$(VENV)/bin/musicrep run examples/devbench.toml
+
+$(DEVBENCH_DATA)/pretrain:
+	@command -v fluidsynth >/dev/null && [ -n "$(SOUNDFONT)" ] || { echo "devbench: install the renderer first:" \
+	  "apt-get install -y fluidsynth timgm6mb-soundfont"; exit 1; }
+	test -x $(DEVBENCH_VENV)/bin/python || $(PYTHON) -m venv $(DEVBENCH_VENV)
+	$(DEVBENCH_VENV)/bin/pip install -q music21 mido soundfile numpy
+	$(DEVBENCH_VENV)/bin/python $(DEVBENCH_TOOLS)/render_tasks.py --out $(DEVBENCH_DATA) --soundfont "$(SOUNDFONT)"
+
 test: setup
 	$(PY) -m pytest -q
 

@@ -101,7 +101,7 @@ setup(
         "musicrep.plugins": [
             f"{group} = musicrep.plugins.{group}"
             for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging",
-                          "sfnfnet", "hear", "mule")
+                          "sfnfnet", "hear", "mule", "band_cnn")
         ],
     },
     zip_safe=False,

@@ -152,6 +152,12 @@ def interval(low: float | str | None = None, high: float | str | None = None, de
     return constrained(Interval(low, high, low_open, high_open, what), default)
 
 
+def nyquist(config: dict) -> float:
+    """An upper bound for a frequency field: half the config's ``sample_rate`` (the ops allow
+    1e-9 relative slack for rounding)."""
+    return config["sample_rate"] / 2 * (1 + 1e-9)
+
+
 def positive(default: Any = dataclasses.MISSING, *, what: str = "") -> Any:
     """A finite number > 0."""
     return interval(0, None, default, low_open=True, what=what)

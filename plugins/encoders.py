@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from musicrep.config import interval, items, positive
+from musicrep.config import interval, items, non_negative, nyquist, positive
+from musicrep.ops.reference.filterbank import band_edges
 from musicrep.hookspecs import Factories, hookimpl
 
 
@@ -81,30 +83,57 @@ class ResNet(nn.Module):
 
 
 class MelStats(nn.Module):
-    """Hand-crafted baseline: mean and std over time of the features and of their MFCCs."""
+    """Hand-crafted baseline: mean and std over time of the features, their MFCCs and chroma."""
 
     @dataclass
     class Config:
         n_features: int = positive(128)
         n_mfcc: int = interval(0, "n_features", 20)
+        chroma: bool = False  # a 12-class pitch profile from the mel bands (their centres: the keys below)
+        sample_rate: int = positive(16000)  # the front end's: where its mel bands sit, for chroma
+        f_min: float = non_negative(0.0)
+        f_max: float | None = interval("f_min", nyquist, None, low_open=True)  # None: Nyquist
+        mel_scale: Literal["slaney", "htk"] = "slaney"
 
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
-        self.dim = 2 * (config.n_features + config.n_mfcc)
         n = config.n_features
+        self.dim = 2 * (n + config.n_mfcc + (12 if config.chroma else 0))
         k = torch.arange(config.n_mfcc, dtype=torch.float64)[:, None]
         basis = torch.cos(torch.pi / n * (torch.arange(n, dtype=torch.float64) + 0.5) * k)  # DCT-II
-        basis[0] *= 1 / 2**0.5
+        basis[:1] *= 1 / 2**0.5  # (n_mfcc may be 0)
         self.register_buffer("dct", (basis * (2.0 / n) ** 0.5).float(), persistent=False)
+        chroma = chroma_weights(config) if config.chroma else torch.zeros(0, n)
+        self.register_buffer("chroma_weights", chroma, persistent=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.shape[1] != self.config.n_features:
             raise ValueError(f"mel-stats was configured with n_features={self.config.n_features} but the "
                              f"front end gives {features.shape[1]}; set encoder n_features to match")
-        mfcc = torch.einsum("kf,bft->bkt", self.dct, features)
-        both = torch.cat([features, mfcc], dim=1)
+        parts = [features, torch.einsum("kf,bft->bkt", self.dct, features)]
+        if self.config.chroma:
+            chroma = torch.einsum("cf,bft->bct", self.chroma_weights, features)
+            parts.append(chroma - chroma.mean(dim=1, keepdim=True))  # the profile, not the loudness
+        both = torch.cat(parts, dim=1)
         return torch.cat([both.mean(dim=2), both.std(dim=2, unbiased=False)], dim=1)
+
+
+def chroma_weights(config: MelStats.Config) -> torch.Tensor:
+    """``[12, n_features]``: each pitch class's weighted mean over the mel bands.
+
+    A band's weight for a class falls off with the circular distance (in semitones) between
+    the class and the band's centre, over a width set by the band's own width: a band narrower
+    than a semitone votes for one class, one spanning an octave for all of them alike.
+    """
+    edges = band_edges(config.sample_rate, config.n_features, config.f_min, config.f_max, config.mel_scale)
+    semitones = 12 * torch.log2(edges.clamp(min=1.0) / 440.0)  # A4 = 0
+    centre, width = semitones[1:-1], (semitones[2:] - semitones[:-2]) / 2
+    offset = (torch.arange(12, dtype=torch.float64)[:, None] - 9 - centre[None, :]) % 12   # pitch class 0 is C
+    distance = torch.minimum(offset, 12 - offset)
+    weights = torch.exp(-0.5 * (distance / width.clamp(min=0.5)[None, :]) ** 2)
+    weights = weights / weights.sum(dim=0, keepdim=True)          # each band spreads one vote
+    return (weights / weights.sum(dim=1, keepdim=True)).float()   # each class: a weighted mean
 
 
 @hookimpl

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from musicrep import ops
-from musicrep.config import interval, invalid, non_negative, positive
+from musicrep.config import interval, invalid, non_negative, nyquist, positive
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.ops.mel_args import MelArgs, check_wave, mel_args
 from musicrep.ops.validate import MAX_N_FFT
@@ -34,11 +34,6 @@ def _invalid_from(exc: ValueError, keys: list[str]) -> Exception:
     return invalid(min(named)[1] if named else keys[0], message)
 
 
-def _nyquist(config: dict) -> float:
-    """Half the sample rate (the ops allow 1e-9 relative slack for rounding)."""
-    return config["sample_rate"] / 2 * (1 + 1e-9)
-
-
 @dataclass
 class MelConfig:
     sample_rate: int = positive(16000)
@@ -47,7 +42,7 @@ class MelConfig:
     win_length: int | None = interval(1, "n_fft", None)
     n_mels: int = positive(128)
     f_min: float = non_negative(0.0)
-    f_max: float | None = interval("f_min", _nyquist, None, low_open=True)  # None: Nyquist
+    f_max: float | None = interval("f_min", nyquist, None, low_open=True)  # None: Nyquist
     mel_scale: Literal["slaney", "htk"] = "slaney"
     norm: str | float | None = "slaney"
     power: float = positive(2.0)

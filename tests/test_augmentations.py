@@ -14,8 +14,8 @@ import torch
 import musicrep
 from musicrep.augment import Chain, check_generator
 
-NAMES = ("gain", "polarity", "noise", "mix", "time-mask", "freq-mask", "pitch-shift")
-SPEC = {"time-mask", "freq-mask"}
+NAMES = ("gain", "polarity", "noise", "mix", "time-mask", "freq-mask", "pitch-shift", "random-eq")
+SPEC = {"time-mask", "freq-mask", "random-eq"}
 
 
 def aug(name: str, **config):

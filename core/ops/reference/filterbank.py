@@ -27,18 +27,25 @@ def mel_to_hz(mel: torch.Tensor, htk: bool) -> torch.Tensor:
     return torch.where(mel >= min_log_mel, min_log_hz * torch.exp(logstep * (mel - min_log_mel)), f_sp * mel)
 
 
+def band_edges(sample_rate: float, n_mels: int, f_min: float = 0.0, f_max: float | None = None,
+               mel_scale: str = "slaney") -> torch.Tensor:
+    """The ``n_mels + 2`` edge frequencies (Hz, float64) of the mel bands: band ``i`` rises from
+    edge ``i``, peaks at edge ``i + 1`` and falls to edge ``i + 2``."""
+    f_min, f_max = validate.frequency_range(sample_rate, f_min, f_max)
+    htk = validate.choice("mel_scale", mel_scale, ("slaney", "htk")) == "htk"
+    f64 = torch.float64
+    mels = torch.linspace(float(hz_to_mel(torch.tensor(f_min, dtype=f64), htk)),
+                          float(hz_to_mel(torch.tensor(f_max, dtype=f64), htk)), n_mels + 2, dtype=f64)
+    return mel_to_hz(mels, htk)
+
+
 def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, f_min: float = 0.0,
                    f_max: float | None = None, mel_scale: str = "slaney",
                    norm: str | float | None = "slaney", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    f_min, f_max = validate.frequency_range(sample_rate, f_min, f_max)
-    htk = validate.choice("mel_scale", mel_scale, ("slaney", "htk")) == "htk"
+    edges = band_edges(sample_rate, n_mels, f_min, f_max, mel_scale)
     p = validate.filter_norm(norm)
-    f64 = torch.float64
     # bin k of the real FFT sits at k * sample_rate / n_fft (below Nyquist for odd n_fft)
-    fft_freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate, dtype=f64)
-    mels = torch.linspace(float(hz_to_mel(torch.tensor(f_min, dtype=f64), htk)),
-                          float(hz_to_mel(torch.tensor(f_max, dtype=f64), htk)), n_mels + 2, dtype=f64)
-    edges = mel_to_hz(mels, htk)
+    fft_freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate, dtype=torch.float64)
     fdiff = edges.diff()
     ramps = edges[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]

@@ -1,0 +1,57 @@
+"""The ``band-cnn`` encoder: a CNN that pools over time only at its end, so frequency survives.
+
+``fcn`` and ``resnet`` average (and max) over both axes of their last feature map, which makes
+them blind to where in the spectrum a pattern sits: absolute pitch, and with it key, is gone
+before any objective can keep it. ``band-cnn`` pools frequency gently and only where told
+(``freq_pool``), averages the last map down to ``bands`` frequency bands, pools over time
+(mean and max), and hands every band to its linear head, so the embedding still says which
+band held what.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from musicrep.config import interval, items, positive
+from musicrep.hookspecs import Factories, hookimpl
+
+
+class BandCNN(nn.Module):
+    """CNN that pools over time only at the end and keeps frequency bands into its head (pitch, key)."""
+
+    @dataclass
+    class Config:
+        channels: list[int] = items(positive(), [16, 32, 64, 128])
+        freq_pool: list[int] = items(positive(), [2, 2, 2, 1], length="channels")  # per stage, along frequency
+        time_pool: list[int] = items(positive(), [2, 2, 2, 2], length="channels")  # per stage, along time
+        bands: int = positive(16)  # frequency bands the last map is averaged to, each kept into the head
+        dim: int = positive(128)
+        dropout: float = interval(0, 1, 0.0, high_open=True)
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.dim = config.dim
+        layers: list[nn.Module] = [nn.BatchNorm2d(1)]
+        previous = 1
+        for channels, fp, tp in zip(config.channels, config.freq_pool, config.time_pool):
+            layers += [nn.Conv2d(previous, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                       nn.ReLU(inplace=True)]
+            if (fp, tp) != (1, 1):
+                layers.append(nn.MaxPool2d((fp, tp), ceil_mode=True))
+            previous = channels
+        self.body = nn.Sequential(*layers)
+        self.bands = nn.AdaptiveAvgPool1d(config.bands)
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * previous * config.bands, config.dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.body(features.unsqueeze(1))                  # [B, C, F', frames']
+        x = torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1)  # over time only: [B, 2C, F']
+        return self.head(self.bands(x).flatten(1))            # [B, 2C * bands] -> [B, dim]
+
+
+@hookimpl
+def musicrep_encoders() -> Factories:
+    return {"band-cnn": BandCNN}
