@@ -113,7 +113,8 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
     objective = model.objective.create(context.registry)
     augmentations = [a.create(context.registry) for a in model.augmentations]
     summary = train(embedder, objective, augmentations, sources, data, settings, folder.path, device=context.device,
-                    key=key, notify=lambda hook, **kw: context.registry.notify(hook, run_dir=str(folder.path), **kw))
+                    key=key, label=f"pretrain {model.name}",
+                    notify=lambda hook, **kw: context.registry.notify(hook, run_dir=str(folder.path), **kw))
     with atomic.atomic_path(folder.final) as tmp:
         torch.save({"key": key, "embedder": embedder.state_dict(), "description": description,
                     "summary": summary}, tmp)
