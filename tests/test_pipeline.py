@@ -325,3 +325,44 @@ def test_a_resumed_run_says_where_it_resumes_and_counts_the_whole_store(
     assert 0 < kept < 18 and kept + left == 18
     assert f"embed small/tones: 18 tracks ({left} embedded now, {kept} by an interrupted run), 0 skipped" in err
     assert "embed other/tones: 18 tracks, 0 skipped" in err
+
+
+def test_seeds_repeat_pretraining_and_probing_and_the_report_groups_them(tmp_path: Path, registry: Registry,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """``[run] seeds`` runs every model once per seed as ``<model>.seed<N>`` (its own pre-training
+    with that seed, its own probes) and the table shows one column per model over its seeds."""
+    path = write_pipeline(tmp_path)
+    path.write_text(path.read_text().replace("seed = 3", "seeds = [4, 9]") + PRETRAINED.format(steps=2))
+    table = run_pipeline(path, registry=registry)
+    run_dir = tmp_path / "runs" / "tiny"
+    names = ["small.seed4", "small.seed9", "other.seed4", "other.seed9"]
+    assert sorted(p.name for p in (run_dir / "probes").iterdir()) == sorted(names)
+    for seed in (4, 9):
+        record = json.loads((run_dir / "models" / f"small.seed{seed}" / "pretrain.json").read_text())
+        assert record["description"]["seed"] == seed
+        result = json.loads((run_dir / "probes" / f"small.seed{seed}" / "tones" / "linear.json").read_text())
+        assert result["seed"] == seed
+    header = table.splitlines()[0].split()
+    assert header == ["task", "probe", "metric", "other", "small"]
+    assert table.count("(2 seeds)") == 4  # two models, two probes
+    rows = json.loads((run_dir / "results.json").read_text())
+    over = next(r for r in rows if r["model"] == "small" and r["probe"] == "knn" and r["split"] == "test")
+    each = [r["value"] for r in rows if r["model"].startswith("small.seed") and r["probe"] == "knn"
+            and r["split"] == "test"]
+    assert over["seeds"] == 2 and over["value"] == pytest.approx(np.mean(each))
+    assert over["spread"] == pytest.approx(np.std(each, ddof=1))
+    err = capsys.readouterr().err
+    assert "seeds 4, 9: every model is pre-trained, embedded and probed once per seed" in err
+    run_pipeline(path, registry=registry)  # cached per seed
+    err = capsys.readouterr().err
+    assert all(f"embed {name}/tones: cached" in err for name in names)
+
+
+def test_seed_and_seeds_together_are_an_error_naming_both(tmp_path: Path, registry: Registry) -> None:
+    path = write_pipeline(tmp_path)
+    path.write_text(path.read_text().replace("seed = 3", "seed = 3\nseeds = [0, 1]"))
+    with pytest.raises(ConfigError, match=r"\[run\].*seeds.*either 'seed' or 'seeds', not both"):
+        run_pipeline(path, registry=registry)
+    path.write_text(path.read_text().replace("seed = 3\n", "").replace("seeds = [0, 1]", "seeds = [2, 2]"))
+    with pytest.raises(ConfigError, match="repeats a seed"):
+        run_pipeline(path, registry=registry)

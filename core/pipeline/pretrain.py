@@ -80,7 +80,7 @@ def pretrain_description(context: RunContext, model: ModelSpec) -> dict[str, Any
         "objective": model.objective.describe(), "augmentations": [a.describe() for a in model.augmentations],
         "pretrain": asdict(model.pretrain), "data": {n: spec.tasks[n].describe() if n in spec.tasks else n
                                                      for n in model.pretrain.data},
-        "seed": spec.run.seed,
+        "seed": model.seed,
     }
 
 
@@ -99,7 +99,7 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
     of an identical earlier run and return None."""
     folder = context.run.model(model.name)
     fields = {k: v for k, v in asdict(model.pretrain).items() if k != "data"}
-    settings = TrainSettings(**fields, seed=context.spec.run.seed)
+    settings = TrainSettings(**fields, seed=model.seed)
     description = pretrain_description(context, model)
     key = training_key(description)
     cached = cached_weights(context, model)

@@ -75,7 +75,7 @@ class PipelineRun:
     def check_model(self, context: RunContext, model: ModelSpec) -> None:
         """Build the model and embed one silent window: components that each passed their own
         checks but do not fit together (an encoder sized for another front end) fail here."""
-        section = f"models.{model.name}"
+        section = model.section
         try:
             embedder = build_model(context, model)
             with torch.no_grad():
@@ -113,7 +113,7 @@ class PipelineRun:
                 lines.append(f"  embed {model.name}/{task_name}: {'cached' if stored else 'to do'}")
                 for probe_ref in self.spec.probes:
                     done = (stored and not context.forced("probe") and self.run.probe_status(
-                        model.name, task_name, probe_ref.name, probe.probe_key(context, made_from, probe_ref, task))
+                        model.name, task_name, probe_ref.name, probe.probe_key(made_from, probe_ref, task, model.seed))
                         == "done")
                     lines.append(f"  probe {model.name}/{task_name}/{probe_ref.name}: {'cached' if done else 'to do'}")
         return lines
@@ -142,6 +142,9 @@ def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> l
         how = (f"pretrain with {model.objective.name} for {model.pretrain.steps} steps" if model.pretrain
                else "as loaded" if model.load else "random initialisation")
         lines.append(f"  model {model.name}: {model.summary}, {how}")
+    if spec.run.seeds:
+        lines.append(f"  seeds {', '.join(map(str, spec.run.seeds))}: every model is pre-trained, embedded and probed "
+                     "once per seed, as <model>.seed<N>; the report gives their mean and spread")
     lines += [f"  {survey.describe(name, task)}" for name, task in tasks.items()]
     lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
