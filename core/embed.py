@@ -86,6 +86,10 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
     rank, world_size = shard
     shard_items = task.items()[rank::world_size]
     items = [item for item in shard_items if item.id not in done]
+    name = f"embed {Path(store_path).parent.name}/{Path(store_path).stem}"
+    if progress and len(items) < len(shard_items):  # an interrupted extraction, resumed: say so
+        print(f"{name}: {len(shard_items) - len(items)} of {len(shard_items)} tracks already embedded, "
+              f"{len(items)} to go", file=sys.stderr, flush=True)
     loader = DataLoader(_TrackAudio(task, items, embedder.sample_rate), batch_size=None, shuffle=False,
                         num_workers=num_workers, collate_fn=lambda x: x)
     summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, len(done))

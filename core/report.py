@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,9 @@ from musicrep.store import StoreError
 #: table marks: what each says about the best model of a row
 CLEAR, TIED, UNJUDGED = "*", "~", "?"
 MARK_NOTES = {CLEAR: "best (interval clear)", TIED: "tied for best", UNJUDGED: "highest (no intervals)"}
-FIELDS = ["model", "task", "probe", "split", "metric", "value", "low", "high", "mark", "primary"]
+FIELDS = ["model", "task", "probe", "split", "metric", "value", "low", "high", "mark", "primary", "seeds", "spread"]
+#: the name ``[run] seeds`` gives each seed's model: ``<model>.seed<N>``
+SEED_NAME = re.compile(r"(.+)\.seed(\d+)")
 
 
 def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -53,7 +57,8 @@ def collect(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def flat_rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``load_results``' results as the rows of results.csv, marked."""
+    """``load_results``' results as the rows of results.csv, marked: one per result, and for
+    models run over several seeds one more per model over its seeds (see ``over_seeds``)."""
     rows = []
     for f in found:
         result = f["result"]
@@ -62,17 +67,62 @@ def flat_rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 low, high = _bounds(result, split, metric)
                 rows.append({"model": f["model"], "task": f["task"], "probe": f["probe"], "split": split,
                              "metric": metric, "value": value, "low": low, "high": high, "mark": "",
-                             "primary": metric == result["primary"]})
+                             "primary": metric == result["primary"], "seeds": None, "spread": None})
+    rows += over_seeds(rows)
     for group in _comparisons(rows).values():
         for model, symbol in mark(group).items():
             next(r for r in group if r["model"] == model)["mark"] = symbol
     return rows
 
 
+def seed_groups(models: set[str]) -> dict[str, list[str]]:
+    """``{model: [its per-seed models]}`` for every model run over two or more seeds."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(models):
+        if match := SEED_NAME.fullmatch(name):
+            groups.setdefault(match[1], []).append(name)
+    return {model: names for model, names in groups.items() if len(names) > 1}
+
+
+def over_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model over its seeds, for every task, probe, split and metric: the mean, the
+    seeds' standard deviation (``spread``) and a 95% interval of the mean whose half-width adds
+    in quadrature the test items' sampling (the seeds' bootstrap half-widths, averaged) and the
+    seeds' (Student's t over the seeds): the marks compare these intervals."""
+    replicate = {name: model for model, names in seed_groups({r["model"] for r in rows}).items() for name in names}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["model"] in replicate:
+            groups.setdefault((replicate[r["model"]], r["task"], r["probe"], r["split"], r["metric"]), []).append(r)
+    out = []
+    for (model, task, probe, split, metric), group in groups.items():
+        values = [r["value"] for r in group]
+        n, mean = len(values), sum(values) / len(values)
+        spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        low = high = None
+        if n > 1 and all(r["low"] is not None for r in group):
+            from scipy.stats import t
+
+            sampling = sum((r["high"] - r["low"]) / 2 for r in group) / n
+            half = math.hypot(sampling, float(t.ppf(0.5 + LEVEL / 2, n - 1)) * spread / math.sqrt(n))
+            low, high = mean - half, mean + half
+        out.append({"model": model, "task": task, "probe": probe, "split": split, "metric": metric, "value": mean,
+                    "low": low, "high": high, "mark": "", "primary": group[0]["primary"], "seeds": n,
+                    "spread": spread})
+    return out
+
+
+def compared(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows the table compares: a model run over several seeds by its row over them, not
+    by each seed's."""
+    replicates = {name for names in seed_groups({r["model"] for r in rows}).values() for name in names}
+    return [r for r in rows if r["model"] not in replicates]
+
+
 def _comparisons(rows: list[dict[str, Any]], split: str = "test") -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """The primary rows of ``split`` grouped by what is compared: (task, probe, metric)."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
+    for r in compared(rows):
         if r["primary"] and r["split"] == split:
             groups.setdefault((r["task"], r["probe"], r["metric"]), []).append(r)
     return dict(sorted(groups.items()))
@@ -94,9 +144,13 @@ def mark(group: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def cell(row: dict[str, Any]) -> str:
-    """``0.943 ±0.017 *``: the value, half its interval's width, its mark."""
+    """``0.943 ±0.017 *``: the value, half its interval's width, its mark; over seeds,
+    ``0.943 ±0.012 (3 seeds) *``: the mean, the seeds' standard deviation, how many."""
     text = f"{row['value']:.3f}"
-    if row["low"] is not None:
+    if row.get("seeds"):
+        n = row["seeds"]
+        text += (f" ±{row['spread']:.3f} ({n} seeds)" if n > 1 else " (1 seed)")
+    elif row["low"] is not None:
         text += f" ±{(row['high'] - row['low']) / 2:.3f}"
     return f"{text} {row['mark']}".rstrip()
 
@@ -116,7 +170,12 @@ def legend(rows: list[dict[str, Any]]) -> list[str]:
     """What the table's numbers and marks mean, one line each, saying only what this table uses."""
     used = {r["mark"] for r in rows}
     lines = []
-    if any(r["low"] is not None for r in rows):
+    if any(r.get("seeds") for r in rows):
+        lines.append("±x (n seeds): the mean over n seeds (pre-training and probing repeated with each) and the "
+                     f"seeds' standard deviation; the marks compare {LEVEL:.0%} intervals of the mean that add each "
+                     "seed's bootstrap half-width (averaged) and the seeds' Student's t half-width in quadrature "
+                     "(bounds in results.csv; each seed's results under <model>.seed<N>)")
+    if any(r["low"] is not None and not r.get("seeds") for r in rows):
         lines.append(f"±: half the width of the {LEVEL:.0%} bootstrap interval ({RESAMPLES} resamples of the test "
                      "items; of the folds for k-fold tasks); the bounds are in results.csv")
     if CLEAR in used:
@@ -209,7 +268,7 @@ def write_report(run_dir: str | Path) -> str:
     rows = flat_rows(found)
     header, body = table(rows)
     text = format_table(header, body)
-    key = legend([r for r in rows if r["primary"] and r["split"] == "test"])
+    key = legend([r for r in compared(rows) if r["primary"] and r["split"] == "test"])
     atomic.write_json(run.results_json, rows)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
@@ -223,7 +282,7 @@ def write_report(run_dir: str | Path) -> str:
           "The primary metric of each task on its test split.", "",
           format_table(header, body, markdown=True), "",
           *(f"- {_escaped(line)}" for line in key), ""]
-    md += [f"![{p.stem}](plots/{p.name})" for p in bar_charts(rows, plots, MARK_NOTES)] + [""]
+    md += [f"![{p.stem}](plots/{p.name})" for p in bar_charts(compared(rows), plots, MARK_NOTES)] + [""]
     md += ["## Tasks", "", "Per model and probe: the split sizes, the scores on valid (where the probe's "
            "settings were chosen) and test, and the chosen settings.", ""]
     for task in sorted({f["task"] for f in found}):

@@ -30,7 +30,7 @@ from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
-from musicrep.rundir import ModelDir
+from musicrep.rundir import ModelDir, run_of_checkpoint
 from musicrep.progress import progress_bar
 
 
@@ -163,9 +163,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Module], sources: list[Source],
           data: TrainingData, settings: TrainSettings, out_dir: Path, *, device: torch.device,
-          key: str, notify=None, progress: bool = True) -> dict[str, Any]:
+          key: str, notify=None, progress: bool = True, label: str = "pretrain") -> dict[str, Any]:
     """Pre-train in place; resumes from the model folder ``out_dir``'s last checkpoint when its key
-    matches."""
+    matches, and says so on stderr (``label`` starts each line, e.g. ``pretrain <model>``)."""
     distributed = init_from_env(device)
     rank, world_size = world()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +186,8 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, loss_value = state["step"], state.get("loss", loss_value)
+    if state is not None and is_main():
+        say_checkpoint(label, start, settings.steps, state.get("key") == key, last)
     runner = nn.parallel.DistributedDataParallel(module) if distributed else module
     if notify and is_main():
         notify("musicrep_on_train_start", start_step=start, steps=settings.steps)
@@ -204,7 +206,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
             torch.save({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
 
-    bar = progress_bar(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
+    bar = progress_bar(total=settings.steps, initial=start, desc=label, unit="step", file=sys.stderr,
                disable=not (progress and is_main()), dynamic_ncols=True)
     started, clips = time.perf_counter(), 0
     module.train()
@@ -245,6 +247,15 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     barrier()
     return {"steps": settings.steps, "resumed_from": start, "final_loss": loss_value,
             "clips_per_s": clips / max(time.perf_counter() - started, 1e-9)}
+
+
+def say_checkpoint(label: str, start: int, steps: int, same_key: bool, checkpoint: Path) -> None:
+    """What a found checkpoint means for this run, named by its path in the run directory."""
+    run = run_of_checkpoint(checkpoint)
+    shown = checkpoint.relative_to(run.root) if run is not None else checkpoint
+    message = (f"resuming from step {start} of {steps} ({shown})" if same_key
+               else f"{shown} was made with another configuration; starting from step 0")
+    print(f"{label}: {message}", file=sys.stderr, flush=True)
 
 
 def training_key(description: dict[str, Any]) -> str:

@@ -267,3 +267,102 @@ def test_every_stage_announces_its_start_and_end_once_per_run_cached_or_not(tmp_
     forced = run(force=["probe"])
     assert [forced[s]["cached"] for s in stages] == [True, True, False, False]
     assert all(isinstance(v, float) for v in forced["probe"]["results"]["other/tones"].values())
+
+
+def test_a_resumed_run_says_where_it_resumes_and_counts_the_whole_store(
+        tmp_path: Path, registry: Registry, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted in pre-training, then in embedding: each rerun names the checkpoint it resumes
+    from and the tracks already embedded, and the embed summary counts every track of the store."""
+    import re
+
+    from musicrep.hookspecs import hookimpl
+    from pipeline_fakes import ToneTask
+
+    class StopAtStep:
+        @hookimpl
+        def musicrep_on_train_step(self, step, metrics, run_dir):
+            if step == 3:
+                raise KeyboardInterrupt  # as Ctrl-C would, between steps
+
+    path = write_pipeline(tmp_path)
+    path.write_text(path.read_text().replace("batch_size = 8", "batch_size = 8\ncheckpoint_every = 4")
+                    + PRETRAINED.format(steps=6) + "checkpoint_every = 2\n")
+    stopper = StopAtStep()
+    registry.register(stopper, name="stopper", package="tests")
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(path, registry=registry)
+    registry._pm.unregister(stopper)
+    capsys.readouterr()
+
+    decoded, real_audio = [], ToneTask.audio
+
+    class StopEmbedding:
+        @hookimpl
+        def musicrep_on_stage_start(self, stage, run_dir, info):
+            if stage == "embed":
+                decoded.append(0)  # count the embed stage's decodes only, not pre-training's
+
+    def audio_then_stop(self, item, sample_rate):
+        if decoded:
+            decoded[0] += 1
+            if decoded[0] == 11:
+                raise KeyboardInterrupt
+        return real_audio(self, item, sample_rate)
+
+    monkeypatch.setattr(ToneTask, "audio", audio_then_stop)
+    registry.register(StopEmbedding(), name="embed-stopper", package="tests")
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(path, registry=registry)
+    err = capsys.readouterr().err
+    assert "pretrain small: resuming from step 2 of 6 (models/small/last.pt)" in err
+    monkeypatch.setattr(ToneTask, "audio", real_audio)
+
+    run_pipeline(path, registry=registry)
+    err = capsys.readouterr().err
+    resumed = re.search(r"embed small/tones: (\d+) of 18 tracks already embedded, (\d+) to go", err)
+    assert resumed, err
+    kept, left = int(resumed[1]), int(resumed[2])
+    assert 0 < kept < 18 and kept + left == 18
+    assert f"embed small/tones: 18 tracks ({left} embedded now, {kept} by an interrupted run), 0 skipped" in err
+    assert "embed other/tones: 18 tracks, 0 skipped" in err
+
+
+def test_seeds_repeat_pretraining_and_probing_and_the_report_groups_them(tmp_path: Path, registry: Registry,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """``[run] seeds`` runs every model once per seed as ``<model>.seed<N>`` (its own pre-training
+    with that seed, its own probes) and the table shows one column per model over its seeds."""
+    path = write_pipeline(tmp_path)
+    path.write_text(path.read_text().replace("seed = 3", "seeds = [4, 9]") + PRETRAINED.format(steps=2))
+    table = run_pipeline(path, registry=registry)
+    run_dir = tmp_path / "runs" / "tiny"
+    names = ["small.seed4", "small.seed9", "other.seed4", "other.seed9"]
+    assert sorted(p.name for p in (run_dir / "probes").iterdir()) == sorted(names)
+    for seed in (4, 9):
+        record = json.loads((run_dir / "models" / f"small.seed{seed}" / "pretrain.json").read_text())
+        assert record["description"]["seed"] == seed
+        result = json.loads((run_dir / "probes" / f"small.seed{seed}" / "tones" / "linear.json").read_text())
+        assert result["seed"] == seed
+    header = table.splitlines()[0].split()
+    assert header == ["task", "probe", "metric", "other", "small"]
+    assert table.count("(2 seeds)") == 4  # two models, two probes
+    rows = json.loads((run_dir / "results.json").read_text())
+    over = next(r for r in rows if r["model"] == "small" and r["probe"] == "knn" and r["split"] == "test")
+    each = [r["value"] for r in rows if r["model"].startswith("small.seed") and r["probe"] == "knn"
+            and r["split"] == "test"]
+    assert over["seeds"] == 2 and over["value"] == pytest.approx(np.mean(each))
+    assert over["spread"] == pytest.approx(np.std(each, ddof=1))
+    err = capsys.readouterr().err
+    assert "seeds 4, 9: every model is pre-trained, embedded and probed once per seed" in err
+    run_pipeline(path, registry=registry)  # cached per seed
+    err = capsys.readouterr().err
+    assert all(f"embed {name}/tones: cached" in err for name in names)
+
+
+def test_seed_and_seeds_together_are_an_error_naming_both(tmp_path: Path, registry: Registry) -> None:
+    path = write_pipeline(tmp_path)
+    path.write_text(path.read_text().replace("seed = 3", "seed = 3\nseeds = [0, 1]"))
+    with pytest.raises(ConfigError, match=r"\[run\].*seeds.*either 'seed' or 'seeds', not both"):
+        run_pipeline(path, registry=registry)
+    path.write_text(path.read_text().replace("seed = 3\n", "").replace("seeds = [0, 1]", "seeds = [2, 2]"))
+    with pytest.raises(ConfigError, match="repeats a seed"):
+        run_pipeline(path, registry=registry)

@@ -66,7 +66,7 @@ def test_results_without_intervals_still_render(tmp_path: Path) -> None:
     assert body[0][header.index("new")] == "0.700 ±0.050"
     write_report(tmp_path)
     csv_text = (tmp_path / "results.csv").read_text()
-    assert csv_text.splitlines()[0] == "model,task,probe,split,metric,value,low,high,mark,primary"
+    assert csv_text.splitlines()[0] == "model,task,probe,split,metric,value,low,high,mark,primary,seeds,spread"
     assert (tmp_path / "plots" / "t-linear.png").stat().st_size > 0
 
 
@@ -105,3 +105,50 @@ def test_value_axis_separates_close_values() -> None:
 def test_every_class_gets_its_own_style(n_classes: int) -> None:
     styles = {(s["color"], s["marker"]) for s in map(class_style, range(n_classes))}
     assert len(styles) == n_classes
+
+
+def test_a_model_over_seeds_is_one_column_with_mean_and_spread(tmp_path: Path) -> None:
+    """``[run] seeds`` names each seed's model ``<model>.seed<N>``: the table shows one column per
+    model (mean, standard deviation, seed count), marks compare intervals over the seeds, and
+    results.csv keeps each seed's rows beside the row over them."""
+    from scipy.stats import t
+
+    rng = np.random.default_rng()
+    a = rng.uniform(0.85, 0.9, 3)
+    b = a.mean() - rng.uniform(0.15, 0.2) + rng.uniform(-0.01, 0.01, 3)  # far below: a is clear
+    half = rng.uniform(0.005, 0.02, 3)
+    for seed in range(3):
+        write_result(tmp_path, f"a.seed{seed}", "t", a[seed], [a[seed] - half[seed], a[seed] + half[seed]])
+        write_result(tmp_path, f"b.seed{seed}", "t", b[seed], [b[seed] - 0.01, b[seed] + 0.01])
+    rows = collect(tmp_path)
+    tested = {r["model"]: r for r in rows if r["primary"] and r["split"] == "test"}
+    assert set(tested) == {"a", "b", *(f"{m}.seed{s}" for m in "ab" for s in range(3))}
+    over = tested["a"]
+    assert over["seeds"] == 3 and over["value"] == pytest.approx(a.mean())
+    assert over["spread"] == pytest.approx(a.std(ddof=1))
+    expected = np.hypot(half.mean(), t.ppf(0.975, 2) * a.std(ddof=1) / np.sqrt(3))
+    assert (over["high"] - over["low"]) / 2 == pytest.approx(expected)
+    assert over["mark"] == CLEAR and tested["b"]["mark"] == ""
+    assert all(tested[f"a.seed{s}"]["mark"] == "" and tested[f"a.seed{s}"]["seeds"] is None for s in range(3))
+    header, body = table(rows)
+    assert header == ["task", "probe", "metric", "a", "b"]
+    assert body[0][3] == f"{a.mean():.3f} ±{a.std(ddof=1):.3f} (3 seeds) {CLEAR}"
+    text = write_report(tmp_path)
+    assert "(n seeds): the mean over n seeds" in text
+    csv_rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert sum(line.startswith("a.seed") for line in csv_rows) == 3 * 2  # valid and test rows per seed
+    assert sum(line.startswith("a,") for line in csv_rows) == 2
+
+
+def test_seeds_that_overlap_tie(tmp_path: Path) -> None:
+    """Two models whose seeds spread wider than their gap are tied, however narrow each seed's
+    own interval: the seeds' spread is part of the interval over them."""
+    rng = np.random.default_rng()
+    middle, spread, gap = rng.uniform(0.8, 0.85), rng.uniform(0.02, 0.04), rng.uniform(0.0, 0.01)
+    for model, centre in (("a", middle + gap), ("b", middle)):
+        for seed, offset in enumerate((-spread, 0.0, spread)):
+            value = centre + offset
+            write_result(tmp_path, f"{model}.seed{seed}", "t", value, [value - 0.001, value + 0.001])
+    marks = marks_of(tmp_path)
+    assert marks["a"] == TIED and marks["b"] == TIED
+    assert all(marks[f"{m}.seed{s}"] == "" for m in "ab" for s in range(3))

@@ -54,11 +54,11 @@ def differences(before: dict[str, Any], after: dict[str, Any], limit: int = 3) -
     return lines
 
 
-def conflict(spec_path: Path, model_name: str, what: str, changes: list[str], stage: str) -> ConfigError:
+def conflict(spec_path: Path, section: str, what: str, changes: list[str], stage: str) -> ConfigError:
     return ConfigError(
         f"the run directory holds {what} made with another config "
         f"({'; '.join(changes)}); running would replace them. Give the model a new name to keep both, "
-        f"or pass --force {stage} to replace them", file=str(spec_path), section=f"models.{model_name}")
+        f"or pass --force {stage} to replace them", file=str(spec_path), section=section)
 
 
 def check_run(context: RunContext) -> None:
@@ -70,7 +70,7 @@ def check_run(context: RunContext) -> None:
             description = pretrain_description(context, model)
             if stored is not None and stored.get("key") != training_key(description):
                 changes = differences(stored.get("description", {}), description)
-                raise conflict(spec.path, model.name, f"the pre-training of model '{model.name}'", changes,
+                raise conflict(spec.path, model.section, f"the pre-training of model '{model.name}'", changes,
                                "pretrain")
         if context.forced("embed"):
             continue
@@ -80,5 +80,5 @@ def check_run(context: RunContext) -> None:
                 continue
             before, after = config_of(stored), as_stored(store_config(context, model, task_name))
             if before != after:
-                raise conflict(spec.path, model.name, f"model '{model.name}''s embeddings of task '{task_name}'",
+                raise conflict(spec.path, model.section, f"model '{model.name}''s embeddings of task '{task_name}'",
                                differences(before, after), "embed")

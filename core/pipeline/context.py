@@ -56,7 +56,7 @@ def model_seed(run_seed: int, model_name: str) -> int:
 def build_model(context: RunContext, model: ModelSpec) -> Embedder:
     """The model before pre-training: loaded, or at its (seeded) random initialisation."""
     spec = context.spec
-    torch.manual_seed(model_seed(spec.run.seed, model.name))
+    torch.manual_seed(model_seed(model.seed, model.name))
     windowing = {"window": spec.embed.window, "hop": spec.embed.hop, "pooling": spec.embed.pooling,
                  "windowing": spec.embed.windowing}
     if model.load is not None:

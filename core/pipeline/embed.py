@@ -7,12 +7,12 @@ from typing import Any
 
 from musicrep._version import __version__
 from musicrep.distributed import barrier, is_main, world
-from musicrep.embed import extract
+from musicrep.embed import EmbedSummary, extract
 from musicrep.hashing import state_hash
 from musicrep.model import Embedder
 from musicrep.pipeline.context import RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ModelSpec
-from musicrep.store import join_shards
+from musicrep.store import EmbeddingStore, join_shards
 
 #: bad files named in the log (all are listed in the store's 'skipped' attribute)
 SHOWN_BAD_FILES = 20
@@ -55,8 +55,8 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
         barrier()
         if is_main():
             join_shards([run.store_shard(model.name, task_name, r, world_size) for r in range(world_size)], store)
-    log(f"embed {model.name}/{task_name}: {summary.tracks} tracks, {summary.windows} windows, "
-        f"{summary.skipped} skipped, {summary.x_realtime:.0f}x realtime")
+    if is_main():
+        log(f"embed {model.name}/{task_name}: {store_counts(store, summary)}, {summary.x_realtime:.0f}x realtime")
     if summary.bad_files:  # by name: the user must be able to find and fix each one
         shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:SHOWN_BAD_FILES])
         more = (f"; and {len(summary.bad_files) - SHOWN_BAD_FILES} more"
@@ -64,6 +64,16 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
         log(f"embed {model.name}/{task_name}: skipped bad audio: {shown}{more} "
             f"(all listed in the store's 'skipped' attribute)")
     return summary.as_dict()
+
+
+def store_counts(store: Path, summary: EmbedSummary) -> str:
+    """The whole store's tracks and skipped files, and how many of them this call embedded: a
+    resumed extraction embeds only the rest, but the store holds every track."""
+    with EmbeddingStore(store) as opened:
+        tracks, skipped = len(opened), len(opened.skipped)
+    now = (f" ({summary.tracks} embedded now, {summary.resumed_tracks} by an interrupted run)"
+           if summary.resumed_tracks else "")
+    return f"{tracks} tracks{now}, {skipped} skipped"
 
 
 def run(context: RunContext, embedders: dict[str, Embedder]) -> StageOutcome:

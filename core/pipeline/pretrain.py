@@ -80,7 +80,7 @@ def pretrain_description(context: RunContext, model: ModelSpec) -> dict[str, Any
         "objective": model.objective.describe(), "augmentations": [a.describe() for a in model.augmentations],
         "pretrain": asdict(model.pretrain), "data": {n: spec.tasks[n].describe() if n in spec.tasks else n
                                                      for n in model.pretrain.data},
-        "seed": spec.run.seed,
+        "seed": model.seed,
     }
 
 
@@ -99,7 +99,7 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
     of an identical earlier run and return None."""
     folder = context.run.model(model.name)
     fields = {k: v for k, v in asdict(model.pretrain).items() if k != "data"}
-    settings = TrainSettings(**fields, seed=context.spec.run.seed)
+    settings = TrainSettings(**fields, seed=model.seed)
     description = pretrain_description(context, model)
     key = training_key(description)
     cached = cached_weights(context, model)
@@ -113,7 +113,8 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
     objective = model.objective.create(context.registry)
     augmentations = [a.create(context.registry) for a in model.augmentations]
     summary = train(embedder, objective, augmentations, sources, data, settings, folder.path, device=context.device,
-                    key=key, notify=lambda hook, **kw: context.registry.notify(hook, run_dir=str(folder.path), **kw))
+                    key=key, label=f"pretrain {model.name}",
+                    notify=lambda hook, **kw: context.registry.notify(hook, run_dir=str(folder.path), **kw))
     with atomic.atomic_path(folder.final) as tmp:
         torch.save({"key": key, "embedder": embedder.state_dict(), "description": description,
                     "summary": summary}, tmp)

@@ -1,5 +1,5 @@
 """The probe stage: every probe on every store, each result keyed by the store's provenance,
-the probe's config, the task's metrics and the run seed."""
+the probe's config, the task's metrics and the model's seed."""
 from __future__ import annotations
 
 import time
@@ -14,8 +14,8 @@ from musicrep.probing import RESULT_FORMAT, probe_store
 from musicrep.store import EmbeddingStore
 
 
-def probe_key(context: RunContext, provenance: dict[str, Any], probe: ComponentRef, task: Any) -> str:
-    return config_hash([provenance, probe.describe(), list(task.metrics), context.spec.run.seed, RESULT_FORMAT])
+def probe_key(provenance: dict[str, Any], probe: ComponentRef, task: Any, seed: int) -> str:
+    return config_hash([provenance, probe.describe(), list(task.metrics), seed, RESULT_FORMAT])
 
 
 def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> dict[str, float | None]:
@@ -25,7 +25,8 @@ def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> 
         made_from = opened.provenance
     done: dict[str, float | None] = {}
     for probe in context.spec.probes:
-        key = probe_key(context, made_from, probe, task)
+        seed = context.spec.models[model].seed
+        key = probe_key(made_from, probe, task, seed)
         out = context.run.probe_result(model, task_name, probe.name)
         status = "redo" if context.forced("probe") else context.run.probe_status(model, task_name, probe.name, key)
         if status == "done":
@@ -36,7 +37,7 @@ def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> 
             log(f"probe {model}/{task_name}/{probe.name}: the existing result {out} is unreadable; probing again")
         started = time.perf_counter()
         result = probe_store(store, probe.create(context.registry), metrics=list(task.metrics) or None,
-                             seed=context.spec.run.seed, probe_name=probe.name)
+                             seed=seed, probe_name=probe.name)
         result["key"] = key
         atomic.write_json(out, result)
         done[probe.name] = test = result["metrics"]["test"][result["primary"]]

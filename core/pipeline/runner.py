@@ -18,7 +18,7 @@ import torch
 from musicrep.device import resolve_device
 from musicrep.distributed import init_from_env, is_main
 from musicrep.errors import ConfigError, MusicrepError
-from musicrep.pipeline import conflicts, embed, pretrain, probe, report
+from musicrep.pipeline import conflicts, embed, pretrain, probe, report, survey
 from musicrep.pipeline.context import RunContext, build_model, log
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.registry import Registry, default_registry
@@ -62,6 +62,7 @@ class PipelineRun:
         embed a window together, each pre-training source exists. Returns the tasks."""
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
         self.check_compatibility(tasks)
+        survey.check_files(tasks, self.spec.embed.on_bad_audio)
         context = self.context(tasks)
         for model in self.spec.models.values():
             if model.load is None:
@@ -74,7 +75,7 @@ class PipelineRun:
     def check_model(self, context: RunContext, model: ModelSpec) -> None:
         """Build the model and embed one silent window: components that each passed their own
         checks but do not fit together (an encoder sized for another front end) fail here."""
-        section = f"models.{model.name}"
+        section = model.section
         try:
             embedder = build_model(context, model)
             with torch.no_grad():
@@ -112,7 +113,7 @@ class PipelineRun:
                 lines.append(f"  embed {model.name}/{task_name}: {'cached' if stored else 'to do'}")
                 for probe_ref in self.spec.probes:
                     done = (stored and not context.forced("probe") and self.run.probe_status(
-                        model.name, task_name, probe_ref.name, probe.probe_key(context, made_from, probe_ref, task))
+                        model.name, task_name, probe_ref.name, probe.probe_key(made_from, probe_ref, task, model.seed))
                         == "done")
                     lines.append(f"  probe {model.name}/{task_name}/{probe_ref.name}: {'cached' if done else 'to do'}")
         return lines
@@ -134,17 +135,20 @@ class PipelineRun:
         return output
 
 
-def describe_plan(spec: PipelineSpec, run_dir: Path) -> list[str]:
+def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> list[str]:
+    """The run header: models, tasks (their items, classes, splits), settings, and warnings."""
     lines = [f"pipeline {spec.path.name} -> {run_dir}"]
     for model in spec.models.values():
         how = (f"pretrain with {model.objective.name} for {model.pretrain.steps} steps" if model.pretrain
                else "as loaded" if model.load else "random initialisation")
         lines.append(f"  model {model.name}: {model.summary}, {how}")
-    for name, task in spec.tasks.items():
-        lines.append(f"  task {name}: {task.name}")
+    if spec.run.seeds:
+        lines.append(f"  seeds {', '.join(map(str, spec.run.seeds))}: every model is pre-trained, embedded and probed "
+                     "once per seed, as <model>.seed<N>; the report gives their mean and spread")
+    lines += [f"  {survey.describe(name, task)}" for name, task in tasks.items()]
     lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
-    return lines
+    return lines + [f"  warning: {line}" for line in survey.warnings(tasks, spec.embed.window, spec.embed.on_bad_audio)]
 
 
 def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: bool = False,
@@ -157,10 +161,10 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
     registry = registry or default_registry()
     spec = load_pipeline(path, registry)
     run_dir = Path(run_dir) if run_dir else spec.run_dir
-    for line in describe_plan(spec, run_dir):
-        log(line)
     pipeline = PipelineRun(spec, run_dir, force_set, registry)
     tasks = pipeline.check()  # a config error never leaves a run directory behind
+    for line in describe_plan(spec, run_dir, tasks):
+        log(line)
     if dry_run:
         for line in pipeline.plan(tasks):
             log(line)

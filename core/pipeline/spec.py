@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from musicrep.config import build_config, interval, items, matches, non_negative, positive, unknown_key_message
+from musicrep.config import build_config, interval, invalid, items, matches, non_negative, positive, unknown_key_message
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.registry import Registry, default_registry
 
@@ -40,7 +40,13 @@ class RunSection:
     name: str = "run"
     dir: str | None = None
     seed: int = interval(0, 2**32, 0, high_open=True)  # NumPy and scikit-learn take seeds in [0, 2**32)
+    #: repeat pre-training and probing once per seed: every model runs as ``<model>.seed<N>``
+    seeds: list[int] | None = items(interval(0, 2**32, high_open=True), None, what="seed")
     device: str = matches(r"auto|cpu|cuda(:\d+)?", "'auto', 'cpu', 'cuda' or 'cuda:N'", "auto")
+
+    def __post_init__(self) -> None:
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise invalid("seeds", f"repeats a seed: {self.seeds}")
 
 
 @dataclass
@@ -84,6 +90,15 @@ class ModelSpec:
     pretrain: PretrainSection | None = None
     objective: ComponentRef | None = None
     augmentations: list[ComponentRef] = field(default_factory=list)
+    #: seeds its initialisation, pre-training and probes: ``[run] seed``, or one of ``[run] seeds``
+    seed: int = 0
+    #: the model's name in the TOML, when this is one seed of it (``[run] seeds``)
+    replicate_of: str | None = None
+
+    @property
+    def section(self) -> str:
+        """Its table in the TOML, for error messages."""
+        return f"models.{self.replicate_of or self.name}"
 
     def describe(self) -> dict[str, Any]:
         """What builds the model (its weights are hashed separately), for cache keys."""
@@ -226,6 +241,18 @@ class _Parser:
                              "is a default", "probe", "probes")
         return names
 
+    def seeded(self, models: dict[str, ModelSpec], run: RunSection, raw: Mapping[str, Any]) -> dict[str, ModelSpec]:
+        """Each model with its seed: ``[run] seed``; or, under ``[run] seeds``, one model per seed,
+        named ``<model>.seed<N>`` (its own folders in the run directory; the report groups them)."""
+        if run.seeds is None:
+            return {name: dataclasses.replace(model, seed=run.seed) for name, model in models.items()}
+        if "seed" in raw.get("run", {}):
+            raise self.error("give either 'seed' or 'seeds', not both: 'seeds' repeats the run once per seed",
+                             "run", "seeds")
+        return {f"{name}.seed{seed}": dataclasses.replace(model, name=f"{name}.seed{seed}", seed=seed,
+                                                          replicate_of=name)
+                for name, model in models.items() for seed in run.seeds}
+
     def parse(self, raw: Mapping[str, Any]) -> PipelineSpec:
         self.check_keys(raw, TOP_LEVEL, None)
         run = self.section(RunSection, raw.get("run", {}), "run")
@@ -238,7 +265,7 @@ class _Parser:
         if not models_raw:
             raise self.error("name at least one model, e.g. [models.mine] with frontend and encoder",
                              "models")
-        models = {name: self.model(name, value) for name, value in models_raw.items()}
+        models = self.seeded({name: self.model(name, value) for name, value in models_raw.items()}, run, raw)
         for model in models.values():
             if model.pretrain is None:
                 continue

@@ -62,6 +62,8 @@ def kill_in_each_stage(folder: Path, seed: int) -> Path:
                      f"part file {at_part}")
     process.kill()
     assert json.loads((models / "pretrain.json").read_text())["summary"]["resumed_from"] == saved
+    said = f"pretrain {MODEL}: resuming from step {saved} of {STEPS} (models/{MODEL}/last.pt)"
+    assert (said in process.output()) == (saved > 0)  # no checkpoint yet: nothing to resume from
     assert not store_path(run).exists()  # killed before the store was assembled
     kept = tracks_in_parts(run)
     assert kept < TRACKS
@@ -74,7 +76,10 @@ def kill_in_each_stage(folder: Path, seed: int) -> Path:
                      f"probe result {at_probe}")
     process.kill()
     assert "pretrain small: cached" in process.output()
-    assert f"| 0/{TRACKS - kept} [" in process.output()  # the progress bar: the tracks left to embed
+    said = f"embed {MODEL}/{TASK}: {kept} of {TRACKS} tracks already embedded, {TRACKS - kept} to go"
+    assert (said in process.output()) == (kept > 0)  # only the tracks left are embedded, and it says so
+    if at_probe > 0:  # a probe finished, so the embed stage's summary was written before the kill
+        assert f"embed {MODEL}/{TASK}: {TRACKS} tracks" in process.output()  # the whole store, not the rest
     finished = probes_written(run)
     assert len(finished) < len(PROBES)  # killed before the last probe was done
 
