@@ -166,15 +166,26 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
     return resample(wave, rate, sample_rate)
 
 
-def random_segment(path: str | Path, sample_rate: int, seconds: float,
-                   rng: np.random.Generator) -> np.ndarray:
-    """``seconds`` of ``path`` from a uniform random start, decoding only that stretch (the
-    header gives the length); zero-padded at the end when the file is shorter."""
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"seconds must be positive, got {seconds!r}")
+def seek_crops(path: str | Path, sample_rate: int, seconds: float, count: int, rng: np.random.Generator, *,
+               start: float = 0.0, end: float | None = None) -> np.ndarray | None:
+    """``count`` crops ``[count, samples]`` of ``seconds`` from uniform random starts within
+    ``[start, end)`` seconds of ``path``, each read by seeking to it and resampled alone, so the
+    cost follows the crop length, not the track's. None when the stretch is shorter than a crop
+    (the caller decodes it whole and repeats it).
+
+    libsndfile seeks WAV, AIFF and FLAC to the sample (FLAC through its seek table or a
+    bisection over frames); OGG/Vorbis and Opus by bisection over pages, also exact; MP3
+    through mpg123, which finds the frame from the bitrate (exact for CBR; for VBR without a
+    Xing table an estimate, then decodes from there). Crops of MP3 and OGG therefore cost a
+    seek and a few frames, not the track.
+    """
     meta = info(path)
+    first = int(round(start * meta.sample_rate))
+    last = meta.frames if end is None else min(meta.frames, int(round(end * meta.sample_rate)))
+    crop_frames = int(round(seconds * meta.sample_rate))
+    if last - first < crop_frames or crop_frames <= 0:
+        return None
     length = int(round(seconds * sample_rate))
-    latest = max(meta.frames - int(round(seconds * meta.sample_rate)), 0)
-    offset = int(rng.integers(0, latest + 1)) / meta.sample_rate
-    wave = load(path, sample_rate, offset=offset, duration=seconds)
-    return fit_length(wave, length)
+    starts = rng.integers(first, last - crop_frames + 1, size=count)
+    return np.stack([fit_length(load(path, sample_rate, offset=s / meta.sample_rate, duration=seconds), length)
+                     for s in starts])

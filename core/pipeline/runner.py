@@ -184,6 +184,7 @@ class PipelineRun:
         """The configuration part of a store's provenance: known before any work is done."""
         return {**model.describe(), "window": self.spec.embed.window, "hop": self.spec.embed.hop,
                 "pooling": self.spec.embed.pooling, "windowing": self.spec.embed.windowing,
+                **({"dtype": self.spec.embed.dtype} if self.spec.embed.dtype != "float32" else {}),
                 "task": self.spec.tasks[task_name].describe()}
 
     def provenance(self, model: ModelSpec, embedder: Embedder, task_name: str, task: Any) -> dict[str, Any]:
@@ -239,15 +240,16 @@ class PipelineRun:
         target = store if world_size == 1 else store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5")
         summary = extract(embedder, task, target, provenance, batch_size=self.spec.embed.batch_size,
                           on_bad_audio=self.spec.embed.on_bad_audio, device=self.device,
-                          flush_every=self.spec.embed.checkpoint_every,
-                          shard=(rank, world_size), progress=is_main())
+                          flush_every=self.spec.embed.checkpoint_every, num_workers=self.spec.embed.num_workers,
+                          dtype=self.spec.embed.dtype, shard=(rank, world_size), progress=is_main())
         if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
             barrier()
             if is_main():
                 join_shards([store.with_name(f"{store.stem}.rank{r}-of-{world_size}.h5")
                              for r in range(world_size)], store)
         log(f"embed {model.name}/{task_name}: {summary.tracks} tracks, {summary.windows} windows, "
-            f"{summary.skipped} skipped, {summary.x_realtime:.0f}x realtime")
+            f"{summary.skipped} skipped, {summary.x_realtime:.0f}x realtime; time shares: "
+            + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
         if summary.bad_files:  # by name: the user must be able to find and fix each one
             shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:20])
             more = f"; and {len(summary.bad_files) - 20} more" if len(summary.bad_files) > 20 else ""

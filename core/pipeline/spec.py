@@ -93,8 +93,12 @@ class EmbedSection:
     windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
     checkpoint_every: int = 128  # tracks per atomic part file: the most a kill can lose
+    num_workers: int | None = None  # decode processes; None: one per core (musicrep.embed.default_workers)
+    dtype: Literal["float32", "float16"] = "float32"  # of the stored window embeddings
 
     def __post_init__(self) -> None:
+        if self.num_workers is not None and self.num_workers < 0:
+            raise invalid("num_workers", f"must be >= 0 (0 decodes in the main process), got {self.num_workers}")
         if self.checkpoint_every <= 0:
             raise invalid("checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         if not _positive(self.window):
