@@ -160,7 +160,10 @@ class Registry:
             duplicates: list[str] = []
             for kind, hook_name in hookspecs.COMPONENT_HOOKS.items():
                 hook = getattr(self._pm.hook, hook_name)
-                for impl in reversed(hook.get_hookimpls()):  # registration order
+                # pluggy's call order: the plugin registered last comes first (as pytest calls
+                # hooks; tryfirst/trylast impls go before/after). It orders components() and
+                # names the later plugin first in a duplicate's message.
+                for impl in reversed(hook.get_hookimpls()):
                     plugin = impl.plugin_name
                     package = self.plugin_package(plugin)
                     try:

@@ -4,6 +4,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from musicrep.checks import choice, finite_number, positive_int  # the kit's argument checks
+
+__all__ = ["MAX_N_FFT", "choice", "filter_norm", "finite_number", "frequency_range", "has_data",
+           "n_fft", "native_device", "positive_int"]
+
 if TYPE_CHECKING:
     import torch
 
@@ -30,24 +35,6 @@ def native_device(name: str, tensor: "torch.Tensor") -> None:
     """Refuse a tensor on a device the compiled kernels do not serve (they run on CPU or CUDA)."""
     if tensor.device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name} must be on the CPU or a CUDA device, got {tensor.device}")
-
-
-def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def finite_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def choice(name: str, value: object, options: tuple) -> object:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
-    return value
 
 
 def frequency_range(sample_rate: float, f_min: float, f_max: float | None) -> tuple[float, float]:

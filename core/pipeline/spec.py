@@ -7,14 +7,12 @@ and the key.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from musicrep.config import build_config, invalid, unknown_key_message
+from musicrep.config import build_config, interval, items, matches, non_negative, positive, unknown_key_message
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.registry import Registry, default_registry
 
@@ -41,72 +39,38 @@ class ComponentRef:
 class RunSection:
     name: str = "run"
     dir: str | None = None
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
-            raise invalid("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if not 0 <= self.seed < 2**32:  # NumPy and scikit-learn take seeds in [0, 2**32)
-            raise invalid("seed", f"must be in [0, 2**32), got {self.seed}")
-
-
-def _positive(value: float) -> bool:
-    """A finite number > 0 (NaN and inf are not: they pass a plain ``<= 0`` check)."""
-    return math.isfinite(value) and value > 0
+    seed: int = interval(0, 2**32, 0, high_open=True)  # NumPy and scikit-learn take seeds in [0, 2**32)
+    device: str = matches(r"auto|cpu|cuda(:\d+)?", "'auto', 'cpu', 'cuda' or 'cuda:N'", "auto")
 
 
 @dataclass
 class PretrainSection:
     """Pre-training of one model; ``objective`` and ``augmentations`` are component tables."""
 
-    data: list[str]
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    clip_seconds: float = 3.0
-    checkpoint_every: int = 100
-    num_workers: int = 0
+    data: list[str] = items(what="task (or audio folder) to pre-train on")
+    steps: int = positive(1000)
+    batch_size: int = positive(32)
+    lr: float = positive(1e-3)
+    weight_decay: float = non_negative(1e-2)
+    warmup_steps: int = non_negative(100)
+    grad_clip: float = non_negative(1.0)
+    clip_seconds: float = positive(3.0)
+    checkpoint_every: int = positive(100)
+    num_workers: int = non_negative(0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-
-    def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "checkpoint_every", "lr", "clip_seconds"):
-            if not _positive(getattr(self, key)):
-                raise invalid(key, f"must be positive, got {getattr(self, key)}")
-        for key in ("warmup_steps", "num_workers", "weight_decay", "grad_clip"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value >= 0):
-                raise invalid(key, f"must be a number >= 0, got {value}")
-        if not self.data:
-            raise invalid("data", "name at least one task (or an audio folder) to pre-train on")
 
 
 @dataclass
 class EmbedSection:
-    window: float = 3.0
-    hop: float = 2.0
-    batch_size: int = 32
+    window: float = positive(3.0, what="positive seconds")
+    hop: float = positive(2.0, what="positive seconds")
+    batch_size: int = positive(32)
     pooling: Literal["mean", "mean+std"] = "mean"
     windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
-    checkpoint_every: int = 128  # tracks per atomic part file: the most a kill can lose
-    num_workers: int | None = None  # decode processes; None: one per core (musicrep.embed.default_workers)
+    checkpoint_every: int = positive(128)  # tracks per atomic part file: the most a kill can lose
+    num_workers: int | None = non_negative(None)  # decode processes; None: one per core (embed.default_workers)
     dtype: Literal["float32", "float16"] = "float32"  # of the stored window embeddings
-
-    def __post_init__(self) -> None:
-        if self.num_workers is not None and self.num_workers < 0:
-            raise invalid("num_workers", f"must be >= 0 (0 decodes in the main process), got {self.num_workers}")
-        if self.checkpoint_every <= 0:
-            raise invalid("checkpoint_every", f"must be positive, got {self.checkpoint_every}")
-        if not _positive(self.window):
-            raise invalid("window", f"must be positive seconds, got {self.window}")
-        if not _positive(self.hop):
-            raise invalid("hop", f"must be positive seconds, got {self.hop}")
-        if self.batch_size <= 0:
-            raise invalid("batch_size", f"must be positive, got {self.batch_size}")
 
 
 @dataclass
