@@ -50,6 +50,7 @@ class EmbedSummary:
     wait_seconds: float = 0.0      # the main process waiting for decoded audio
     frontend_seconds: float = 0.0
     encoder_seconds: float = 0.0
+    assembly_bytes: int = 0        # resident memory the store's assembly added (flat in the tracks)
     #: the files skipped as bad audio in this call, {"path", "reason"} each (``skipped`` counts them)
     bad_files: list[dict[str, str]] = field(default_factory=list)
 
@@ -141,6 +142,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         t0 = time.perf_counter()
         writer.finish(order=order)
         summary.write_seconds += time.perf_counter() - t0
+        summary.assembly_bytes = writer.assembly_memory
     finally:
         writer.close()
     summary.wall_seconds = time.perf_counter() - started

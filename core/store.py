@@ -34,12 +34,11 @@ import hashlib
 import json
 import logging
 import os
-import resource
 import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -98,15 +97,57 @@ def _disk_error(exc: OSError, path: Path) -> StoreError:
     return StoreError(f"{reason}: {path}; finished work is kept")
 
 
-def _check_room(path: Path, nbytes: int) -> None:
-    """Refuse, before HDF5 starts, a store that cannot fit: libhdf5 hitting ENOSPC or EFBIG part way
-    can crash the process instead of failing cleanly."""
-    free = shutil.disk_usage(path.parent).free
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if nbytes > free:
-        raise _disk_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
-    if limit != resource.RLIM_INFINITY and nbytes > limit:
-        raise _disk_error(OSError(errno.EFBIG, os.strerror(errno.EFBIG)), path)
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    """Start this process's peak-memory count (VmHWM) afresh; a forked child inherits its parent's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: the peak then counts from the fork
+        pass
+
+
+def _write_in_child(write: Callable[[], None], path: Path) -> int:
+    """Run ``write`` (the HDF5 writing) in a forked process; return how many bytes its resident
+    memory grew.
+
+    libhdf5 cannot close a file whose writes failed (a full disk, a file-size limit): the handle
+    stays open and the library's exit handler then crashes the process (exit 139, seen on a
+    2 MB tmpfs and under RLIMIT_FSIZE). A child that ends with ``os._exit`` never runs that
+    handler, so a failed write becomes one error naming ``path``, and the caller lives on."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return, no exit handlers, whatever happens
+        code = 0
+        try:
+            os.close(read_end)
+            _reset_peak()
+            start = _rss_kib("VmRSS")
+            write()
+            message = json.dumps({"grew": max(0, _rss_kib("VmHWM") - start) * 1024})
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+            code = 1
+            message = json.dumps({"errno": getattr(exc, "errno", None), "error": f"{type(exc).__name__}: {exc}"})
+        try:
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        reply = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    result = json.loads(reply) if reply else {}
+    if status == 0 and "grew" in result:
+        return int(result["grew"])
+    if result.get("errno") in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES):
+        raise _disk_error(OSError(result["errno"], os.strerror(result["errno"])), path)
+    raise StoreError(f"{path}: writing the store failed ({result.get('error') or f'wait status {status}'}); "
+                     "finished work is kept")
 
 
 @dataclass
@@ -132,6 +173,8 @@ class StoreWriter:
     pooling: str = "mean"
     flush_every: int = 256
     dtype: str = "float32"   # of the window embeddings; pooled ones are always float32
+    #: bytes the store's assembly added to its process's resident memory (flat in the tracks)
+    assembly_memory: int = 0
     _buffer: list[TrackEmbedding] = field(default_factory=list)
     _skipped: list[dict[str, str]] = field(default_factory=list)      # in part files already
     _pending_skips: list[dict[str, str]] = field(default_factory=list)  # not yet in a part file
@@ -225,7 +268,8 @@ class StoreWriter:
 
     @property
     def done_ids(self) -> set[str]:
-        """Tracks already written (or skipped as bad) by an earlier, interrupted run."""
+        """Tracks already written (or skipped as bad) by an earlier, interrupted run: the parts
+        found when this writer started (not updated as it adds: a set that grew with the task)."""
         return set(self._done)
 
     def add(self, track: TrackEmbedding) -> None:
@@ -236,14 +280,12 @@ class StoreWriter:
         one encoder batch at a time, so a part never ends inside a batch: a resumed extraction
         batches its windows exactly as an uninterrupted one would, and gets the same numbers."""
         self._buffer.extend(tracks)
-        self._done.update(t.id for t in tracks)
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
     def skip(self, id: str, path: str, reason: str) -> None:
         """Record a bad track; it is listed in the store's ``skipped`` attribute."""
         self._pending_skips.append({"id": id, "path": path, "reason": reason})
-        self._done.add(id)
 
     def flush(self) -> None:
         if not self._buffer and not self._pending_skips:
@@ -287,7 +329,7 @@ class StoreWriter:
         held = np.concatenate([part.ids for part in parts] + [np.array([s["id"] for part in parts for s in part.skipped],
                                                                         dtype=np.str_)])
         wanted = np.asarray(order, dtype=np.str_)
-        return [str(id) for id in wanted[~np.isin(wanted, held)]]
+        return [str(id) for id in wanted[~_rows_in_order(held, wanted)[1]]]
 
     def finish(self, order: list[str] | None = None) -> Path:
         """Stream the parts into the final store (atomically), then remove them.
@@ -304,9 +346,7 @@ class StoreWriter:
         if order is None:
             order = list(dict.fromkeys([str(i) for i in ids_all] + list(skipped)))
         wanted = np.asarray(order, dtype=np.str_)
-        rows = _rows_in_order(ids_all, wanted)  # into ids_all, one per stored track, in task order
-        stored = np.zeros(len(wanted), dtype=bool)
-        stored[np.isin(wanted, ids_all)] = True
+        rows, stored, extra = _rows_in_order(ids_all, wanted)  # rows: into ids_all, one a track, in task order
         missing = [str(id) for id in wanted[~stored] if str(id) not in skipped]
         if missing:
             raise StoreError(f"{self.path}: {len(missing)} of the task's {len(order)} tracks are in no part file "
@@ -323,37 +363,36 @@ class StoreWriter:
         n, total = len(rows), int(counts.sum())
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         dim, pooled_dim = self._dims(parts)
-        _check_room(self.path, total * (dim * np.dtype(self.dtype).itemsize + 4)
-                    + n * ((pooled_dim + targets.shape[1]) * 4 + 80) + (64 << 10))
+        def write(tmp: Path) -> None:
+            with h5py.File(tmp, "w") as h5:
+                pooled = h5.create_dataset("embeddings", (n, pooled_dim), np.float32, chunks=True, fletcher32=True)
+                h5.create_dataset("targets", data=targets, chunks=True, fletcher32=True)
+                h5.create_dataset("ids", data=ids.astype(object), dtype=STRING)
+                h5.create_dataset("split", data=split.astype(object), dtype=STRING)
+                group = h5.create_group("windows")
+                windows = group.create_dataset("embeddings", (total, dim), self.dtype, chunks=True, fletcher32=True)
+                offsets = group.create_dataset("offsets", (total,), np.float32, chunks=True, fletcher32=True)
+                group.create_dataset("start", data=starts, chunks=True, fletcher32=True)
+                group.create_dataset("count", data=counts, chunks=True, fletcher32=True)
+                for k, part in enumerate(parts):  # one part in memory at a time
+                    mine = np.flatnonzero(part_of == k)
+                    if len(mine):
+                        self._copy_part(part, row_in_part[mine], mine, starts, pooled, windows, offsets)
+                h5.attrs["provenance"] = _provenance_text(self.provenance)
+                h5.attrs["kind"] = self.kind
+                h5.attrs["label_names"] = json.dumps(self.label_names)
+                h5.attrs["pooling"] = self.pooling
+                h5.attrs["skipped"] = json.dumps(skipped_list)
+                h5.attrs["musicrep_version"] = __version__
+                h5.attrs["items"] = n
+                h5.attrs["checksums"] = json.dumps({"ids": _strings_digest(ids), "split": _strings_digest(split)})
+                h5.attrs["complete"] = True
+
         try:
             with atomic.atomic_path(self.path) as tmp:
-                with h5py.File(tmp, "w") as h5:
-                    pooled = h5.create_dataset("embeddings", (n, pooled_dim), np.float32, chunks=True, fletcher32=True)
-                    h5.create_dataset("targets", data=targets, chunks=True, fletcher32=True)
-                    h5.create_dataset("ids", data=ids.astype(object), dtype=STRING)
-                    h5.create_dataset("split", data=split.astype(object), dtype=STRING)
-                    group = h5.create_group("windows")
-                    windows = group.create_dataset("embeddings", (total, dim), self.dtype, chunks=True,
-                                                   fletcher32=True)
-                    offsets = group.create_dataset("offsets", (total,), np.float32, chunks=True, fletcher32=True)
-                    group.create_dataset("start", data=starts, chunks=True, fletcher32=True)
-                    group.create_dataset("count", data=counts, chunks=True, fletcher32=True)
-                    for k, part in enumerate(parts):  # one part in memory at a time
-                        mine = np.flatnonzero(part_of == k)
-                        if len(mine):
-                            self._copy_part(part, row_in_part[mine], mine, starts, pooled, windows, offsets)
-                    h5.attrs["provenance"] = _provenance_text(self.provenance)
-                    h5.attrs["kind"] = self.kind
-                    h5.attrs["label_names"] = json.dumps(self.label_names)
-                    h5.attrs["pooling"] = self.pooling
-                    h5.attrs["skipped"] = json.dumps(skipped_list)
-                    h5.attrs["musicrep_version"] = __version__
-                    h5.attrs["items"] = n
-                    h5.attrs["checksums"] = json.dumps({"ids": _strings_digest(ids), "split": _strings_digest(split)})
-                    h5.attrs["complete"] = True
-        except OSError as exc:
+                self.assembly_memory = _write_in_child(lambda: write(tmp), self.path)
+        except OSError as exc:  # the rename or fsync: a full disk, a read-only folder
             raise _disk_error(exc, self.path) from None
-        extra = int((~np.isin(ids_all, wanted)).sum())
         if extra:
             log.warning("%s: %d tracks in the parts are not in the task; left out of the store", self.path, extra)
         shutil.rmtree(self.parts)  # ours alone: this writer holds the lock
@@ -386,17 +425,19 @@ class StoreWriter:
             offsets[at:at + w1 - w0] = arrays["offsets"][w0:w1]
 
 
-def _rows_in_order(ids: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Indices into ``ids`` of the first occurrence of each id of ``order`` that ``ids`` holds,
-    in ``order``'s order (ids not in ``order`` are left out)."""
+def _rows_in_order(ids: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Where ``ids`` meet ``order``: the indices into ``ids`` of the first occurrence of each id of
+    ``order`` that ``ids`` holds, in ``order``'s order; a mask over ``order`` of the ids found; and
+    how many entries of ``ids`` are not in ``order`` at all. Sorting, not sets: a few bytes a track."""
+    found = np.zeros(len(order), dtype=bool)
     if not len(ids) or not len(order):
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), found, len(ids)
     sorter = np.argsort(order, kind="stable")
-    found = np.clip(np.searchsorted(order, ids, sorter=sorter), 0, len(order) - 1)
-    position = sorter[found]
+    position = sorter[np.clip(np.searchsorted(order, ids, sorter=sorter), 0, len(order) - 1)]
     known = np.flatnonzero(order[position] == ids)
-    _, first = np.unique(position[known], return_index=True)  # sorted by position: the task's order
-    return known[first]
+    positions, first = np.unique(position[known], return_index=True)  # sorted: the task's order
+    found[positions] = True
+    return known[first], found, len(ids) - len(known)
 
 
 class EmbeddingStore:
