@@ -14,7 +14,7 @@ setup: $(VENV)/.musicrep-installed
 $(VENV)/.musicrep-installed: setup.py pyproject.toml CMakeLists.txt $(NATIVE_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q "$(TORCH_SPEC)" numpy  # numpy first: torch warns while building without it
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 

@@ -9,12 +9,19 @@ from musicrep.registry import get_component, list_components
 
 
 def __getattr__(name: str):
-    # load_model pulls in torch; keep ``import musicrep`` (and the CLI's start) light without it
+    # load_model and ops pull in torch; keep ``import musicrep`` (and the CLI's start) light
+    # without it: each is imported on first use
     if name == "load_model":
         from musicrep.load import load_model
 
         return load_model
+    if name == "ops":
+        import importlib
+
+        importlib.import_module("musicrep.ops.reference")  # binds ops.reference too
+        return importlib.import_module("musicrep.ops")
     raise AttributeError(f"module 'musicrep' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -25,4 +32,5 @@ __all__ = [
     "get_component",
     "list_components",
     "load_model",
+    "ops",
 ]

@@ -30,7 +30,8 @@ def positive_int(name: str, value: object, unit: str = "") -> int:
 
 
 def finite_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """``value`` as a Python float; NumPy integers and floats count, bools do not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 

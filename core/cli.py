@@ -21,20 +21,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from musicrep.report import write_report
+    from musicrep.rundir import RunDir
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "probes").is_dir():
-        if (run_dir / "pipeline.toml").is_file():  # a run that has not reached its probes (yet)
-            raise MusicrepError(f"{run_dir}: no probe has finished yet; nothing to report")
-        raise MusicrepError(f"{run_dir}: no probe results here (is it a musicrep run directory?)")
-    print(write_report(run_dir))
+    run = RunDir(Path(args.run_dir))
+    if not run.has_probes():
+        if run.is_run():  # a run that has not reached its probes (yet)
+            raise MusicrepError(f"{run.root}: no probe has finished yet; nothing to report")
+        raise MusicrepError(f"{run.root}: no probe results here (is it a musicrep run directory?)")
+    print(write_report(run.root))
     return 0
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
+    from musicrep.hookspecs import KINDS
     from musicrep.registry import default_registry
 
     registry = default_registry()
+    if args.kind is not None and args.kind not in KINDS:
+        raise MusicrepError(_not_a_kind(args.kind, registry))
+    if args.name is not None:
+        _print_options(registry.info(args.kind, args.name))
+        return 0
     table = registry.components(args.kind) if args.kind else registry.components()
     if args.kind:
         table = {args.kind: table}
@@ -46,12 +53,109 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for name, info in sorted(components.items()):
             size = f"  ({_parameter_count(info)})" if kind == "encoder" else ""
             print(f"  {name:<{width}}  [{info.package}]  {info.summary}{size}")
+    if args.kind is None:
+        print("\n`musicrep plugins KIND NAME` lists a component's options.")
     problems = registry.problems
     if problems:
         print("\nplugins that failed to load:")
         for problem in problems:
             print(f"  {problem}")
     return 0
+
+
+def _not_a_kind(word: str, registry) -> str:
+    """The error for ``musicrep plugins WORD`` where WORD is no kind: a component's name gets the
+    command that shows it."""
+    from musicrep.config import closest
+    from musicrep.hookspecs import KINDS
+
+    owners = [kind for kind, components in registry.components().items() if word in components]
+    if owners:
+        commands = " or ".join(f"`musicrep plugins {kind} {word}`" for kind in owners)
+        return f"'{word}' is a {' and a '.join(owners)}, not a kind of component; its options: {commands}"
+    hint = closest(word, KINDS)
+    return (f"unknown component kind '{word}'" + (f"; did you mean '{hint}'?" if hint else "")
+            + f" (kinds: {', '.join(KINDS)})")
+
+
+def _print_options(info) -> None:
+    """A component's summary, its docstring, and one line per option of its Config: name,
+    type, default (or "required") and the comment the Config gives the field."""
+    import dataclasses
+    import inspect
+    import typing
+
+    print(f"{info.kind} {info.name}  [{info.package}]")
+    doc = inspect.getdoc(info.factory) or ""
+    if doc:
+        print("\n" + "\n".join(f"  {line}" for line in doc.splitlines()))
+    hints = typing.get_type_hints(info.config_class)
+    fields = [f for f in dataclasses.fields(info.config_class) if f.init]
+    print(f"\noptions ({len(fields)}):" if fields else "\noptions: none")
+    comments = _field_comments(info.config_class)
+    rows = [(f.name, _type_text(hints.get(f.name, typing.Any)), _default_text(f), comments.get(f.name, ""))
+            for f in fields]
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(3)]
+    for row in rows:
+        print(("  " + "  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + f"  {row[3]}").rstrip())
+
+
+def _type_text(tp) -> str:
+    """``list[str]``, ``int | none``, ``'mean' | 'mean+std'``: the annotation as a user reads it."""
+    import types
+    import typing
+
+    from musicrep.config import describe_type
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is not None and origin is not typing.Literal and args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_text(a) for a in args)}]"
+    return describe_type(tp)
+
+
+def _default_text(field) -> str:
+    """The default as it would be written in a TOML, "required" when there is none."""
+    import dataclasses
+    import json
+
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        return "required"
+    if value is None:
+        return "(unset)"
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
+def _field_comments(config_class: type) -> dict[str, str]:
+    """The comment after each field of a Config (``n_mels: int = 128  # mel bands``): the one
+    place a component documents an option, read from its source."""
+    import inspect
+    import io
+    import re
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(config_class))
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (OSError, TypeError, tokenize.TokenError, IndentationError):  # no source (e.g. a .pyc-only install)
+        return {}
+    comments = {}
+    for token in tokens:
+        if token.type != tokenize.COMMENT or token.line.lstrip().startswith("#"):
+            continue
+        match = re.match(r"\s*(\w+)\s*:", token.line)
+        if match:
+            comments.setdefault(match.group(1), token.string.lstrip("#").strip())
+    return comments
 
 
 def _parameter_count(info) -> str:
@@ -81,8 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", default=None, help="override [run] dir")
     run.set_defaults(handler=_cmd_run)
 
-    plugins = sub.add_parser("plugins", help="list every component and the package it comes from")
+    plugins = sub.add_parser("plugins", help="list every component and the package it comes from; "
+                                        "KIND NAME: that component's options")
     plugins.add_argument("kind", nargs="?", default=None, help="only this kind (e.g. encoder)")
+    plugins.add_argument("name", nargs="?", default=None, help="this component's options (e.g. `task csv`)")
     plugins.set_defaults(handler=_cmd_plugins)
     report = sub.add_parser("report", help="print and write the table of a run's finished probes")
     report.add_argument("run_dir", help="a run directory made by `musicrep run`")

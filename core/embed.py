@@ -1,4 +1,5 @@
-"""The embed stage: every track of a task through front end + encoder into an HDF5 store.
+"""The extractor: every track of a task through front end + encoder into an HDF5 store (the
+embed stage, ``musicrep.pipeline.embed``, decides what to extract and caches the stores).
 
 Tracks are decoded and resampled by a pool of data-loader workers that stays ahead of the
 encoder through a bounded queue (``prefetch`` tracks per worker) and hands tracks over in the
@@ -15,17 +16,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from musicrep.audio import BadAudioError, BadAudioPolicy
 from musicrep.model import Embedder
+from musicrep.progress import progress_bar
 from musicrep.store import StoreWriter, TrackEmbedding
-from musicrep.tasks import Item, encode_targets
+from musicrep.tasks import encode_target
 
 log = logging.getLogger("musicrep.embed")
 PREFETCH = 4  # tracks queued per decode worker: enough to cover a slow file, bounded in memory
@@ -68,16 +69,6 @@ class EmbedSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "x_realtime": self.x_realtime, "shares": self.shares}
-
-
-def encode_target(kind: str, label_names: list[str], labels: Iterable[Any]) -> np.ndarray:
-    """A track's labels as the store keeps them: multi-hot over the vocabulary (one-hot for
-    multiclass), or the regression values."""
-    item = Item(id="", path=None, labels=list(labels))
-    encoded = encode_targets([item], kind, label_names)[0]
-    if kind == "multiclass":
-        return np.eye(len(label_names), dtype=np.float32)[encoded]
-    return np.asarray(encoded, dtype=np.float32)
 
 
 class _TrackAudio(Dataset):
@@ -178,7 +169,8 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
         summary.windows += len(windows)
         pending, pending_windows = [], 0
 
-    bar = tqdm(total=len(items), desc=desc, unit="track", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(items), desc=desc, unit="track", disable=not progress, file=sys.stderr,
+                       dynamic_ncols=True)
     try:
         with torch.inference_mode():
             batches = iter(loader)

@@ -8,11 +8,16 @@ from typing import Any, Callable
 import numpy as np
 
 from musicrep.errors import MusicrepError
-from musicrep.metrics import get_metric
+from musicrep.metrics import bootstrap_interval, bootstrap_mean_interval, get_metric
 from musicrep.tasks import DEFAULT_METRICS, fold_roles
 from musicrep.store import EmbeddingStore
 
 Score = Callable[[np.ndarray, np.ndarray], float]
+
+#: part of every probe result's cache key: a result written in an older format (without the
+#: fields the report now shows) is probed again rather than shown incomplete
+RESULT_FORMAT = 2
+LEVEL, RESAMPLES = 0.95, 1000  # each test metric's bootstrap interval
 
 
 @dataclass
@@ -26,6 +31,8 @@ class Probe:
 
     #: task kinds this probe can serve
     kinds: tuple[str, ...] = ("multiclass", "multilabel", "regression")
+    #: whether a pipeline that names no probes runs this one
+    default: bool = False
 
     def fit(self, train: Split, valid: Split, kind: str, score: Score, seed: int) -> dict[str, Any]:
         """Fit on train, choose by ``score(valid.y, scores)``; return the chosen settings."""
@@ -53,7 +60,10 @@ def split_valid(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
 
 def _fit_and_score(probe: Probe, kind: str, label_names: list[str], metric_names: list[str], seed: int,
                    train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray],
-                   test: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+                   test: tuple[np.ndarray, np.ndarray], intervals: bool = True,
+                   ) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, list[float] | None]]:
+    """The chosen settings, the metrics on valid and test, and (``intervals``) each test
+    metric's bootstrap interval over the test items."""
     primary = get_metric(metric_names[0])
     x_train, x_valid, x_test = standardise(train[0], valid[0], test[0])
 
@@ -63,10 +73,17 @@ def _fit_and_score(probe: Probe, kind: str, label_names: list[str], metric_names
 
     chosen = probe.fit(Split(x_train, train[1]), Split(x_valid, valid[1]), kind, score, seed)
     results = {}
-    for split_name, (x, y) in {"valid": (x_valid, valid[1]), "test": (x_test, test[1])}.items():
-        scores = probe.predict(x)
-        results[split_name] = {m: get_metric(m)(y, scores, label_names) for m in metric_names}
-    return chosen, results
+    scores = {"valid": probe.predict(x_valid), "test": probe.predict(x_test)}
+    for split_name, y in (("valid", valid[1]), ("test", test[1])):
+        results[split_name] = {m: get_metric(m)(y, scores[split_name], label_names) for m in metric_names}
+    bounds = {m: _listed(bootstrap_interval(get_metric(m), test[1], scores["test"], label_names, n=RESAMPLES,
+                                            seed=seed, level=LEVEL))
+              for m in metric_names} if intervals else {}
+    return chosen, results, bounds
+
+
+def _listed(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else list(interval)
 
 
 def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | None = None, seed: int = 0,
@@ -77,13 +94,16 @@ def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | No
     once. Stores whose splits are folds (k-fold tasks, no split named train) are probed once
     per fold: that fold is the test set, the next one the valid set, the rest train; the
     metrics are averaged over folds.
+
+    Each test metric carries its bootstrap interval (``interval``): over the test items, or for
+    k-fold tasks over the folds' scores, so a reader can tell a margin from noise.
     """
     with EmbeddingStore(store_path) as store:
         kind, label_names = store.kind, store.label_names
         if kind not in probe.kinds:
             raise MusicrepError(f"probe '{probe_name}' cannot serve {kind} tasks (it serves: "
                                 f"{', '.join(probe.kinds)})")
-        x_all, y_all, splits = store.embeddings(), store.targets(), store.splits
+        x_all, y_all, splits, skipped = store.embeddings(), store.targets(), store.splits, store.skipped
     names = sorted(set(splits.tolist()))
     metric_names = list(metrics or DEFAULT_METRICS[kind])
     common = dict(probe=probe, kind=kind, label_names=label_names, metric_names=metric_names, seed=seed)
@@ -96,24 +116,28 @@ def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | No
             idx = np.flatnonzero(train)
             train, valid = np.isin(np.arange(len(splits)), idx[tr]), np.isin(np.arange(len(splits)), idx[va])
         test = splits == "test"
-        chosen, results = _fit_and_score(**common, train=(x_all[train], y_all[train]),
-                                         valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
+        chosen, results, bounds = _fit_and_score(**common, train=(x_all[train], y_all[train]),
+                                                 valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
         counts = {"train": int(train.sum()), "valid": int(valid.sum()), "test": int(test.sum())}
+        interval = {"level": LEVEL, "resamples": RESAMPLES, "over": "test items", "test": bounds}
     elif "train" not in names and len(names) >= 3:
         per_fold, chosen = [], []
         for i in range(len(names)):
             roles = fold_roles(names, i)
             train, valid, test = (np.isin(splits, roles[role]) for role in ("train", "valid", "test"))
-            c, r = _fit_and_score(**common, train=(x_all[train], y_all[train]),
-                                  valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
+            c, r, _ = _fit_and_score(**common, train=(x_all[train], y_all[train]), intervals=False,
+                                     valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
             per_fold.append(r)
             chosen.append(c)
         results = {split: {m: float(np.mean([r[split][m] for r in per_fold])) for m in metric_names}
                    for split in ("valid", "test")}
         chosen = {"folds": chosen}
         counts = {"folds": len(names), "items": len(splits)}
+        interval = {"level": LEVEL, "resamples": RESAMPLES, "over": "folds", "test": {
+            m: _listed(bootstrap_mean_interval([r["test"][m] for r in per_fold], n=RESAMPLES, seed=seed, level=LEVEL))
+            for m in metric_names}}
     else:
         raise MusicrepError(f"{store_path}: a probe needs 'train' and 'test' items, or at least 3 folds; "
                             f"the store has splits: {', '.join(names) or 'none'}")
     return {"probe": probe_name, "kind": kind, "primary": metric_names[0], "chosen": chosen,
-            "metrics": results, "n": counts, "seed": seed}
+            "metrics": results, "interval": interval, "n": counts, "seed": seed, "skipped": skipped}

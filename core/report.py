@@ -1,4 +1,5 @@
-"""Reports: one table of tasks x models (the primary metric, best marked), as text and files."""
+"""Reports: the table of tasks x models (the primary metric with its interval, the best marked
+only where the interval says so), and report.md, a page a reader can use without the run."""
 from __future__ import annotations
 
 import csv
@@ -9,84 +10,240 @@ from pathlib import Path
 from typing import Any
 
 from musicrep import atomic
-from musicrep.plots import bar_charts, pca_scatter
+from musicrep.plots import bar_charts, loss_curve, pca_scatter
+from musicrep.rundir import RunDir
+from musicrep.probing import LEVEL, RESAMPLES
 from musicrep.store import StoreError
 
+#: table marks: what each says about the best model of a row
+CLEAR, TIED, UNJUDGED = "*", "~", "?"
+MARK_NOTES = {CLEAR: "best (interval clear)", TIED: "tied for best", UNJUDGED: "highest (no intervals)"}
+FIELDS = ["model", "task", "probe", "split", "metric", "value", "low", "high", "mark", "primary"]
 
-def collect(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished probe result under ``run_dir/probes`` as flat rows.
+
+def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished probe result under ``run_dir/probes``: ``{model, task, probe, result}``.
 
     Results are written atomically, so a run in progress shows only whole results; a file
     damaged from outside is named on stderr and left out (``musicrep run`` probes it again).
     """
-    rows = []
-    for path in sorted(Path(run_dir, "probes").glob("*/*/*.json")):
+    found = []
+    for model, task, probe, path in RunDir(Path(run_dir)).probe_results():
         try:
             result = json.loads(path.read_text())
-            metrics, primary = result["metrics"], result["primary"]
+            result["metrics"]["test"], result["primary"]  # noqa: B018 - what every result must hold
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"musicrep: warning: {path}: unreadable probe result left out ({type(exc).__name__}); "
                   f"`musicrep run` probes it again", file=sys.stderr)
             continue
-        model, task, probe = path.parts[-3], path.parts[-2], path.stem
-        for split, values in metrics.items():
+        found.append({"model": model, "task": task, "probe": probe, "result": result})
+    return found
+
+
+def _bounds(result: dict[str, Any], split: str, metric: str) -> tuple[float | None, float | None]:
+    """The interval of one metric; (None, None) for results written before intervals existed."""
+    interval = result.get("interval", {}).get(split, {}).get(metric) if split == "test" else None
+    return (interval[0], interval[1]) if interval else (None, None)
+
+
+def collect(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished probe result as flat rows (one per model, task, probe, split and metric),
+    the primary test rows marked (see ``mark``)."""
+    return flat_rows(load_results(run_dir))
+
+
+def flat_rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``load_results``' results as the rows of results.csv, marked."""
+    rows = []
+    for f in found:
+        result = f["result"]
+        for split, values in result["metrics"].items():
             for metric, value in values.items():
-                rows.append({"model": model, "task": task, "probe": probe, "split": split,
-                             "metric": metric, "value": value, "primary": metric == primary})
+                low, high = _bounds(result, split, metric)
+                rows.append({"model": f["model"], "task": f["task"], "probe": f["probe"], "split": split,
+                             "metric": metric, "value": value, "low": low, "high": high, "mark": "",
+                             "primary": metric == result["primary"]})
+    for group in _comparisons(rows).values():
+        for model, symbol in mark(group).items():
+            next(r for r in group if r["model"] == model)["mark"] = symbol
     return rows
 
 
+def _comparisons(rows: list[dict[str, Any]], split: str = "test") -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """The primary rows of ``split`` grouped by what is compared: (task, probe, metric)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["primary"] and r["split"] == split:
+            groups.setdefault((r["task"], r["probe"], r["metric"]), []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def mark(group: list[dict[str, Any]]) -> dict[str, str]:
+    """Which models of one comparison to mark: the best alone (``CLEAR``) when its interval lies
+    clear of every other model's; else the best and every model whose interval overlaps its
+    (``TIED``); the best by value alone (``UNJUDGED``) when an interval is missing."""
+    finite = [r for r in group if r["value"] == r["value"]]
+    if len(finite) < 2:
+        return {}
+    best = max(finite, key=lambda r: r["value"])
+    others = [r for r in finite if r is not best]
+    if any(r["low"] is None for r in finite):
+        return {best["model"]: UNJUDGED}
+    tied = [r for r in others if r["low"] <= best["high"] and best["low"] <= r["high"]]
+    return {r["model"]: TIED for r in [best, *tied]} if tied else {best["model"]: CLEAR}
+
+
+def cell(row: dict[str, Any]) -> str:
+    """``0.943 ±0.017 *``: the value, half its interval's width, its mark."""
+    text = f"{row['value']:.3f}"
+    if row["low"] is not None:
+        text += f" ±{(row['high'] - row['low']) / 2:.3f}"
+    return f"{text} {row['mark']}".rstrip()
+
+
 def table(rows: list[dict[str, Any]], split: str = "test") -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per task (and probe), one column per model; best marked with *."""
-    primary = [r for r in rows if r["primary"] and r["split"] == split]
-    models = sorted({r["model"] for r in primary})
-    keys = sorted({(r["task"], r["probe"], r["metric"]) for r in primary})
-    header = ["task", "probe", "metric", *models]
+    """Header and rows: one row per task (and probe), one column per model."""
+    groups = _comparisons(rows, split)
+    models = sorted({r["model"] for group in groups.values() for r in group})
     body = []
-    for task, probe, metric in keys:
-        values = {r["model"]: r["value"] for r in primary
-                  if (r["task"], r["probe"], r["metric"]) == (task, probe, metric)}
-        finite = [v for v in values.values() if v == v]
-        best = max(finite) if finite else None
-        cells = []
-        for model in models:
-            value = values.get(model)
-            cells.append("-" if value is None else f"{value:.4f}" + (" *" if value == best and len(values) > 1 else ""))
-        body.append([task, probe, metric, *cells])
-    return header, body
+    for (task, probe, metric), group in groups.items():
+        by_model = {r["model"]: r for r in group}
+        body.append([task, probe, metric, *(cell(by_model[m]) if m in by_model else "-" for m in models)])
+    return ["task", "probe", "metric", *models], body
+
+
+def legend(rows: list[dict[str, Any]]) -> list[str]:
+    """What the table's numbers and marks mean, one line each, saying only what this table uses."""
+    used = {r["mark"] for r in rows}
+    lines = []
+    if any(r["low"] is not None for r in rows):
+        lines.append(f"±: half the width of the {LEVEL:.0%} bootstrap interval ({RESAMPLES} resamples of the test "
+                     "items; of the folds for k-fold tasks); the bounds are in results.csv")
+    if CLEAR in used:
+        lines.append(f"{CLEAR}: the best model, its interval clear of every other model's")
+    if TIED in used:
+        lines.append(f"{TIED}: tied for best: the best model and every model whose interval overlaps the best one's")
+    if UNJUDGED in used:
+        lines.append(f"{UNJUDGED}: the highest value, from results without intervals (not judged)")
+    return lines
+
+
+def _escaped(text: str) -> str:
+    """For markdown, where a bare * or ~ is markup."""
+    return text.replace("*", "\\*").replace("~", "\\~")
 
 
 def format_table(header: list[str], body: list[list[str]], markdown: bool = False) -> str:
+    if markdown:
+        body = [[_escaped(c) for c in r] for r in body]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *body)]
     def line(cells):
         padded = [str(c).ljust(w) for c, w in zip(cells, widths)]
-        return ("| " + " | ".join(padded) + " |") if markdown else "  ".join(padded)
+        return ("| " + " | ".join(padded) + " |") if markdown else "  ".join(padded).rstrip()
     lines = [line(header), ("|" + "|".join("-" * (w + 2) for w in widths) + "|") if markdown
              else "  ".join("-" * w for w in widths)]
     return "\n".join([*lines, *(line(r) for r in body)])
 
 
+def _settings(chosen: dict[str, Any]) -> str:
+    """A probe's chosen hyper-parameters in one cell (its valid score has a column of its own);
+    per fold for k-fold tasks."""
+    if "folds" in chosen:
+        return "per fold: " + "; ".join(_settings(c) for c in chosen["folds"])
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in chosen.items() if k != "valid_score") or "-"
+
+
+def _sizes(n: dict[str, Any]) -> str:
+    if "folds" in n:
+        return f"{n['folds']} folds, {n['items']} items"
+    return " / ".join(str(n.get(s, "?")) for s in ("train", "valid", "test"))
+
+
+def _task_section(task: str, found: list[dict[str, Any]]) -> list[str]:
+    """One task: per model and probe its split sizes, valid and test scores, the chosen
+    settings; then the files the embed stage skipped."""
+    metrics = list(found[0]["result"]["metrics"]["test"])
+    header = ["model", "probe", "train / valid / test", *(f"valid {m}" for m in metrics),
+              *(f"test {m}" for m in metrics), f"test {metrics[0]} 95% interval", "chosen on valid"]
+    body = []
+    for f in found:
+        result = f["result"]
+        low, high = _bounds(result, "test", result["primary"])
+        body.append([f["model"], f["probe"], _sizes(result.get("n", {})),
+                     *(_number(result["metrics"].get("valid", {}).get(m)) for m in metrics),
+                     *(_number(result["metrics"]["test"].get(m)) for m in metrics),
+                     "-" if low is None else f"[{low:.3f}, {high:.3f}]", _settings(result.get("chosen", {}))])
+    lines = [f"### {task}", "", format_table(header, body, markdown=True), ""]
+    skipped = {s.get("path") or s.get("id"): s.get("reason", "") for f in found for s in f["result"].get("skipped", [])}
+    if any("skipped" in f["result"] for f in found):
+        if skipped:
+            shown = [f"- `{p}`: {why}" for p, why in sorted(skipped.items())[:50]]
+            more = [f"- and {len(skipped) - 50} more (the store's `skipped` attribute lists all)"] if len(skipped) > 50 else []
+            lines += [f"Skipped files ({len(skipped)}, bad audio):", "", *shown, *more, ""]
+        else:
+            lines += ["Skipped files: none.", ""]
+    return lines
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _loss_section(run: RunDir) -> list[str]:
+    lines = []
+    for model, log in run.training_logs():
+        curve = loss_curve(log, run.plots / f"loss-{model}.png")
+        if curve is None:
+            continue
+        steps, first, last = curve
+        lines += [f"### {model}", "", f"{steps} steps; loss {first:.4f} at the first step, {last:.4f} at the last "
+                  f"(`{log.relative_to(run.root)}`).", "", f"![{model} pre-training loss](plots/loss-{model}.png)", ""]
+    return ["## Pre-training", "", *lines] if lines else []
+
+
 def write_report(run_dir: str | Path) -> str:
     """Write report.md, results.json, results.csv and plots/ into ``run_dir``; return the text table."""
-    run_dir = Path(run_dir)
-    rows = collect(run_dir)
+    run = RunDir(Path(run_dir))
+    found = load_results(run.root)
+    rows = flat_rows(found)
     header, body = table(rows)
     text = format_table(header, body)
-    md = ("# musicrep report\n\nPrimary metric of each task on its test split; * marks the best model.\n\n"
-          + format_table(header, body, markdown=True) + "\n")
-    atomic.write_text(run_dir / "report.md", md)
-    atomic.write_json(run_dir / "results.json", rows)
+    key = legend([r for r in rows if r["primary"] and r["split"] == "test"])
+    atomic.write_json(run.results_json, rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["model", "task", "probe", "split", "metric", "value", "primary"])
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    atomic.write_text(run_dir / "results.csv", buffer.getvalue())
-    plots = run_dir / "plots"
+    atomic.write_text(run.results_csv, buffer.getvalue())
+
+    plots = run.plots
     plots.mkdir(exist_ok=True)
-    bar_charts(rows, plots)
-    for store in sorted(run_dir.glob("embeddings/*/*.h5")):
+    md = [f"# musicrep report: {run.root.name}", "", "## Results", "",
+          "The primary metric of each task on its test split.", "",
+          format_table(header, body, markdown=True), "",
+          *(f"- {_escaped(line)}" for line in key), ""]
+    md += [f"![{p.stem}](plots/{p.name})" for p in bar_charts(rows, plots, MARK_NOTES)] + [""]
+    md += ["## Tasks", "", "Per model and probe: the split sizes, the scores on valid (where the probe's "
+           "settings were chosen) and test, and the chosen settings.", ""]
+    for task in sorted({f["task"] for f in found}):
+        md += _task_section(task, [f for f in found if f["task"] == task])
+    md += _loss_section(run)
+    pca = []
+    for model, task, store in run.stores():
+        name = f"pca-{model}-{task}.png"
         try:
-            pca_scatter(store, plots / f"pca-{store.parent.name}-{store.stem}.png")
+            pca_scatter(store, plots / name)
         except StoreError as exc:  # damaged from outside: the table stands without its picture
             print(f"musicrep: warning: no PCA plot: {exc}", file=sys.stderr)
-    return text
+            continue
+        pca.append(f"![{model} / {task}](plots/{name})")
+    if pca:
+        md += ["## Embeddings", "", "The test split's track embeddings on their first two principal components, "
+               "one colour and marker per class.", "", *pca, ""]
+    settings = run.pipeline
+    if settings.is_file():
+        md += ["## Settings", "", "The pipeline this run was made with (`pipeline.toml`):", "", "```toml",
+               settings.read_text().rstrip(), "```", ""]
+    atomic.write_text(run.report, "\n".join(md))
+    return "\n".join([text, *key])

@@ -46,6 +46,7 @@ import numpy as np
 from musicrep import atomic
 from musicrep._version import __version__
 from musicrep.errors import MusicrepError
+from musicrep.rundir import parts_folder, parts_lock
 
 STRING = h5py.string_dtype("utf-8")
 PART_ARRAYS = ("ids", "split", "targets", "windows", "pooled", "offsets", "counts", "skipped")
@@ -183,7 +184,7 @@ class StoreWriter:
         if self.dtype not in WINDOW_DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(WINDOW_DTYPES)}, got {self.dtype!r}")
         self.path = Path(self.path)
-        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.parts = parts_folder(self.path)
         self._lock = self._take_lock()
         try:
             stamp = self.parts / "provenance.json"
@@ -202,7 +203,7 @@ class StoreWriter:
     def _take_lock(self) -> int:
         """A record lock (``lockf``: not inherited by forked decode workers) beside the parts
         folder, opened without following a link; a folder another process writes is refused."""
-        lock = self.path.with_name(self.path.name + ".lock")
+        lock = parts_lock(self.path)
         lock.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)

@@ -207,6 +207,16 @@ def encode_targets(items: Sequence[Item], kind: str, label_names: Sequence[str])
     return out
 
 
+def encode_target(kind: str, label_names: Sequence[str], labels: Iterable[object]) -> np.ndarray:
+    """One track's labels as a float vector (what stores keep and trainers fit): multi-hot over
+    the vocabulary (one-hot for multiclass), or the regression values."""
+    item = Item(id="", path=None, labels=list(labels))
+    encoded = encode_targets([item], kind, label_names)[0]
+    if kind == "multiclass":
+        return np.eye(len(label_names), dtype=np.float32)[encoded]
+    return np.asarray(encoded, dtype=np.float32)
+
+
 # -- helpers for task plugins ----------------------------------------------------------
 def require_dir(path: str | Path, what: str) -> Path:
     """``path`` as an existing folder, or a ``TaskDataError`` saying what was expected there."""

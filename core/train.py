@@ -1,4 +1,5 @@
-"""The pretrain stage: supervised or contrastive pre-training of a front end + encoder.
+"""The trainer: supervised or contrastive pre-training of a front end + encoder (the pretrain
+stage, ``musicrep.pipeline.pretrain``, decides what to train and caches the result).
 
 Decoding and cropping happen in data-loader workers; augmentation, the front end and the
 encoder run on the device. Every random draw is a function of (seed, step), and the data
@@ -20,16 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
 from musicrep import atomic
-from musicrep.audio import BadAudioError
+from musicrep.audio import BadAudioError, random_crop
 from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
+from musicrep.rundir import ModelDir
+from musicrep.progress import progress_bar
 
 
 @dataclass
@@ -56,16 +58,10 @@ class Source:
     target: np.ndarray | None
 
 
-def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``length``-sample crop; a shorter clip is repeated to fill it."""
-    if len(wave) < length:
-        wave = np.tile(wave, -(-length // max(len(wave), 1)))
-    start = int(rng.integers(0, len(wave) - length + 1))
-    return wave[start:start + length]
-
-
 class ClipDataset(Dataset):
-    """Decodes a clip and cuts ``views`` random crops of it, seeded by (seed, epoch, index)."""
+    """``views`` random crops of a clip, seeded by (seed, epoch, index): read by seeking where the
+    task's files allow (the decode cost follows the crop length, not the track's), else cut from
+    the decoded clip."""
 
     def __init__(self, sources: list[Source], sample_rate: int, clip_samples: int, views: int, seed: int) -> None:
         self.sources, self.sample_rate, self.clip_samples = sources, sample_rate, clip_samples
@@ -77,16 +73,19 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None] | None:
         index, epoch = key
         source = self.sources[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
         try:
-            wave = np.asarray(source.task.audio(source.item, self.sample_rate), dtype=np.float32)
+            seek = getattr(source.task, "crops", None)  # a task of another shape may only decode
+            crops = seek and seek(source.item, self.sample_rate, self.clip_samples / self.sample_rate, self.views, rng)
+            if crops is None:
+                wave = np.asarray(source.task.audio(source.item, self.sample_rate), dtype=np.float32)
+                if wave.size == 0:
+                    return None
+                crops = np.stack([random_crop(wave, self.clip_samples, rng, short="tile") for _ in range(self.views)])
         except BadAudioError as exc:  # one bad clip leaves its batch one item short, no more
             warnings.warn(f"pre-training skips bad audio: {exc}", RuntimeWarning, stacklevel=2)
             return None
-        if wave.size == 0:
-            return None
-        rng = np.random.default_rng([self.seed, epoch, index])
-        crops = np.stack([crop(wave, self.clip_samples, rng) for _ in range(self.views)])
-        return crops, source.target
+        return np.asarray(crops, dtype=np.float32), source.target
 
 
 def collate(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -167,14 +166,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     return state if isinstance(state, dict) else None
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state()}
-
-
 def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Module], sources: list[Source],
           data: TrainingData, settings: TrainSettings, out_dir: Path, *, device: torch.device,
           key: str, notify=None, progress: bool = True) -> dict[str, Any]:
-    """Pre-train in place; resumes from ``out_dir/last.pt`` when its key matches."""
+    """Pre-train in place; resumes from the model folder ``out_dir``'s last checkpoint when its key
+    matches."""
     distributed = init_from_env(device)
     rank, world_size = world()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +184,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
     start, loss_value = 0, float("nan")
-    last = out_dir / "last.pt"
+    last = ModelDir(out_dir).last
     state = load_checkpoint(last, device)
     if state is not None and state.get("key") == key:
         module.load_state_dict(state["module"])
@@ -197,7 +193,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
         start, loss_value = state["step"], state.get("loss", loss_value)
     runner = nn.parallel.DistributedDataParallel(module) if distributed else module
     if notify and is_main():
-        notify("musicrep_on_stage_start", stage="pretrain", info={"start_step": start, "steps": settings.steps})
+        notify("musicrep_on_train_start", start_step=start, steps=settings.steps)
 
     clip_samples = round(settings.clip_seconds * embedder.sample_rate)
     dataset = ClipDataset(sources, embedder.sample_rate, clip_samples, objective.views, settings.seed)
@@ -213,7 +209,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
             torch.save({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
 
-    bar = tqdm(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
+    bar = progress_bar(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
                disable=not (progress and is_main()), dynamic_ncols=True)
     started, clips = time.perf_counter(), 0
     module.train()

@@ -62,6 +62,8 @@ class _SkModel:
 class LinearProbe(Probe):
     """Logistic regression (ridge for regression) with the regularisation chosen on valid."""
 
+    default = True  # the paper's protocol
+
     @dataclass
     class Config:
         c_grid: list[float] = items(positive(), [1e-3, 1e-2, 1e-1, 1.0, 10.0])

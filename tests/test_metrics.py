@@ -51,3 +51,60 @@ def test_key_weighted_averages_argmax_estimates() -> None:
     assert parse_key("bb:min") == (10, "minor")
     with pytest.raises(MusicrepError, match="'banana'"):
         parse_key("banana")
+
+
+# -- bootstrap intervals --------------------------------------------------------------------
+
+def test_bootstrap_interval_of_accuracy_matches_the_binomial_interval() -> None:
+    """With many items the bootstrap interval of an accuracy is the binomial one, p ± 1.96 sd."""
+    from musicrep.metrics import bootstrap_interval
+
+    rng = np.random.default_rng()
+    n, c = 4000, int(rng.integers(2, 6))
+    labels = rng.integers(0, c, n)
+    correct = rng.random(n) < rng.uniform(0.6, 0.9)
+    guesses = np.where(correct, labels, (labels + rng.integers(1, c, n)) % c)
+    targets, scores = np.eye(c)[labels], np.eye(c)[guesses]
+    p = accuracy(targets, scores, [])
+    sd = np.sqrt(p * (1 - p) / n)
+    low, high = bootstrap_interval(accuracy, targets, scores, [], n=1000, seed=int(rng.integers(1 << 31)))
+    assert low < p < high
+    # the percentile estimates carry Monte-Carlo error of about 0.09 sd at 1000 resamples
+    assert low == pytest.approx(p - 1.96 * sd, abs=0.3 * sd)
+    assert high == pytest.approx(p + 1.96 * sd, abs=0.3 * sd)
+
+
+def test_bootstrap_interval_is_seeded_and_collapses_on_constant_results() -> None:
+    from musicrep.metrics import bootstrap_interval
+
+    rng = np.random.default_rng()
+    n, c = int(rng.integers(20, 100)), 4
+    targets = np.eye(c)[rng.integers(0, c, n)]
+    assert bootstrap_interval(accuracy, targets, targets, [], seed=1) == (1.0, 1.0)  # always right
+    assert bootstrap_interval(accuracy, targets, np.roll(targets, 1, axis=1), [], seed=1) == (0.0, 0.0)
+    scores = rng.random((n, c))
+    seed = int(rng.integers(1 << 31))
+    first = bootstrap_interval(accuracy, targets, scores, [], n=200, seed=seed)
+    assert first == bootstrap_interval(accuracy, targets, scores, [], n=200, seed=seed)
+    assert first[0] <= accuracy(targets, scores, []) <= first[1]
+
+
+def test_bootstrap_interval_is_none_where_undefined() -> None:
+    from musicrep.metrics import bootstrap_interval
+
+    assert bootstrap_interval(accuracy, np.eye(3)[:1], np.eye(3)[:1], []) is None  # one item
+    never = np.zeros((30, 2))  # no label ever occurs: ROC-AUC is NaN on every resample
+    assert bootstrap_interval(roc_auc, never, np.random.default_rng().random((30, 2)), [], n=50) is None
+
+
+def test_bootstrap_over_folds_matches_the_mean_interval() -> None:
+    from musicrep.metrics import bootstrap_mean_interval
+
+    rng = np.random.default_rng()
+    assert bootstrap_mean_interval([0.7] * 5) == (0.7, 0.7)
+    values = rng.normal(0.8, 0.05, 400)
+    se = values.std() / np.sqrt(len(values))
+    low, high = bootstrap_mean_interval(values, seed=int(rng.integers(1 << 31)))
+    assert low == pytest.approx(values.mean() - 1.96 * se, abs=0.3 * se)
+    assert high == pytest.approx(values.mean() + 1.96 * se, abs=0.3 * se)
+    assert bootstrap_mean_interval([0.5]) is None

@@ -47,6 +47,10 @@ def test_probes_beat_chance_through_a_store(tmp_path: Path, kind: str, metric: s
     if probe == "knn":
         floor -= 0.2  # neighbours in 12-d follow a linear boundary less well than a linear model
     assert result["metrics"]["test"][metric] > floor, result
+    for name, value in result["metrics"]["test"].items():  # each test metric with its bootstrap interval
+        low, high = result["interval"]["test"][name]
+        assert low - 0.02 <= value <= high + 0.02 and high - low < 0.5  # a percentile interval may miss the estimate by a hair
+    assert result["interval"]["over"] == "test items" and result["skipped"] == []
 
 
 def test_shuffled_targets_give_chance_level() -> None:
@@ -81,3 +85,5 @@ def test_kfold_stores_are_probed_fold_by_fold(tmp_path: Path) -> None:
     result = probe_store(tmp_path / "k.h5", musicrep.get_component("probe", "linear"), probe_name="linear")
     assert result["n"] == {"folds": 5, "items": 300} and len(result["chosen"]["folds"]) == 5
     assert result["metrics"]["test"]["accuracy"] > 0.7
+    low, high = result["interval"]["test"]["accuracy"]  # over the five folds' scores
+    assert result["interval"]["over"] == "folds" and low <= result["metrics"]["test"]["accuracy"] <= high

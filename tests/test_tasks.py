@@ -474,3 +474,18 @@ def test_synth_config_is_validated():
     with pytest.raises(ConfigError, match="seconds"):
         get("synth", seconds=0.0)
     assert get("synth", label="key", n_classes=4).label_names == ["C major", "A minor", "G major", "E minor"]
+
+
+def test_docs_name_every_key_of_every_task() -> None:
+    """docs/tasks.md has a key table per task; a key added to a Config must be documented."""
+    import dataclasses
+
+    docs = (Path(__file__).parents[1] / "docs" / "tasks.md").read_text()
+    built_in = {n: i for n, i in musicrep.list_components("task").items() if i.package == "musicrep"}
+    assert {"csv", "synth", "hear"} <= set(built_in)
+    for name, info in built_in.items():
+        section = docs.split(f"### `{name}`\n", 1)
+        assert len(section) == 2, f"docs/tasks.md has no section for task '{name}'"
+        body = section[1].split("\n### ", 1)[0]
+        for field in dataclasses.fields(info.config_class):
+            assert f"`{field.name}`" in body, f"docs/tasks.md: task '{name}' does not document '{field.name}'"

@@ -9,6 +9,8 @@ functions validate their arguments so that no bad input reaches compiled code.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from musicrep.audio import reference
@@ -112,9 +114,16 @@ def random_crop_starts(n_samples: int, length: int, count: int, rng: np.random.G
     return rng.integers(0, max(n_samples - length, 0) + 1, size=count, dtype=np.int64)
 
 
-def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """One crop ``[length]`` at a uniform position; a shorter wave is zero-padded at the end."""
+def random_crop(x: np.ndarray, length: int, rng: np.random.Generator, *,
+                short: Literal["pad", "tile"] = "pad") -> np.ndarray:
+    """One crop ``[length]`` at a uniform position. A shorter wave is zero-padded at the end
+    (``short="pad"``) or repeated until it fills a crop (``"tile"``, what pre-training uses, so
+    that no view of a short clip is part silence), then cropped at a uniform position."""
     x = _wave(x)
+    if short == "tile" and x.shape[0] < length:
+        x = np.tile(x, -(-length // x.shape[0]))
+    elif short not in ("pad", "tile"):
+        raise ValueError(f"short must be 'pad' or 'tile', got {short!r}")
     return crop(x, random_crop_starts(x.shape[0], length, 1, rng), length)[0]
 
 

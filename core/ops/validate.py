@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING
 
 from musicrep.checks import choice, finite_number, positive_int  # the kit's argument checks
@@ -58,6 +59,6 @@ def filter_norm(norm: object) -> float:
         return 0.0
     if norm == "slaney":
         return -1.0
-    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm > 0 and math.isfinite(norm):
+    if not isinstance(norm, bool) and isinstance(norm, numbers.Real) and norm > 0 and math.isfinite(norm):
         return float(norm)
     raise ValueError(f"norm must be None, 'slaney' or a positive number p (unit L_p norm), got {norm!r}")

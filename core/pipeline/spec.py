@@ -76,7 +76,7 @@ class EmbedSection:
 @dataclass
 class ModelSpec:
     """A model to compare: a front end + encoder pair, or a ready model named as in
-    ``musicrep.load_model`` (``load = "mule"`` with ``weights``, or a run / checkpoint path)."""
+    ``musicrep.load_model`` (a name a plugin offers, with ``weights``, or a run / checkpoint path)."""
 
     name: str
     frontend: ComponentRef | None = None
@@ -166,11 +166,11 @@ class _Parser:
         else:
             for key in ("frontend", "encoder"):
                 if key not in table:
-                    raise self.error(f"missing key '{key}' (or name a ready model with load = \"mule\")",
-                                     section, key)
+                    raise self.error(f"missing key '{key}' (or load a ready model: {self.ready_models()}, or a "
+                                     "run)", section, key)
             if "weights" in table:
-                raise self.error("weights go with load = \"mule\"; a frontend + encoder model starts at random "
-                                 "initialisation", section, "weights")
+                raise self.error("weights go with load = a named model; a frontend + encoder model starts at "
+                                 "random initialisation", section, "weights")
             spec = ModelSpec(name, self.component("frontend", table["frontend"], f"{section}.frontend"),
                              self.component("encoder", table["encoder"], f"{section}.encoder"))
         if "pretrain" in table:
@@ -187,24 +187,28 @@ class _Parser:
             spec.pretrain = self.section(PretrainSection, pre, psec)
         return spec
 
-    def loaded_model(self, name: str, table: Mapping[str, Any], section: str) -> ModelSpec:
-        """``load = "mule"`` (``weights`` optional) or ``load = "path/to/run-or-checkpoint"``."""
-        from musicrep.load import RECIPES
+    def ready_models(self) -> str:
+        """The names ``load`` accepts besides a path, for messages."""
+        return ", ".join(self.registry.components("model")) or "none installed"
 
+    def loaded_model(self, name: str, table: Mapping[str, Any], section: str) -> ModelSpec:
+        """``load = NAME`` (a ready model a plugin offers; ``weights`` optional) or
+        ``load = "path/to/run-or-checkpoint"``."""
         for key in ("frontend", "encoder"):
             if key in table:
                 raise self.error(f"'{key}' cannot be combined with load: the loaded model brings its own",
                                  section, key)
         load, weights = table["load"], table.get("weights")
         if not isinstance(load, str) or not load:
-            raise self.error(f"expected a model name ({', '.join(RECIPES)}) or a path, got {load!r}", section, "load")
+            raise self.error(f"expected a model name ({self.ready_models()}) or a path, got {load!r}", section,
+                             "load")
         if weights is not None and not isinstance(weights, str):
             raise self.error(f"expected a path, got {weights!r}", section, "weights")
         base = self.path.parent
-        if load not in RECIPES:
+        if load not in self.registry.components("model"):
             load = str(base / load)
             if not Path(load).exists():
-                raise self.error(f"'{table['load']}' is neither a known model ({', '.join(RECIPES)}) nor an "
+                raise self.error(f"'{table['load']}' is neither a known model ({self.ready_models()}) nor an "
                                  "existing run folder or checkpoint", section, "load")
             if weights is not None:
                 raise self.error("weights go with a named model; a run or checkpoint carries its own",
@@ -214,6 +218,15 @@ class _Parser:
             if not Path(weights).exists():
                 raise self.error(f"no such file or folder: {weights}", section, "weights")
         return ModelSpec(name, load=load, weights=weights)
+
+    def default_probes(self) -> list[str]:
+        """The probes a pipeline that names none runs: those their plugins mark ``default``."""
+        names = [name for name, info in sorted(self.registry.components("probe").items())
+                 if getattr(info.factory, "default", False)]
+        if not names:
+            raise self.error("name the probes to run, e.g. probes = [{ type = \"knn\" }]: no installed probe "
+                             "is a default", "probe", "probes")
+        return names
 
     def parse(self, raw: Mapping[str, Any]) -> PipelineSpec:
         self.check_keys(raw, TOP_LEVEL, None)
@@ -238,7 +251,7 @@ class _Parser:
                                      f"models.{model.name}.pretrain", "data")
         probe_raw = dict(self.table(raw.get("probe", {}), "probe"))
         self.check_keys(probe_raw, PROBE_KEYS, "probe")
-        probes_raw = probe_raw.get("probes", ["linear"])
+        probes_raw = probe_raw["probes"] if "probes" in probe_raw else self.default_probes()
         if not isinstance(probes_raw, list) or not probes_raw:
             raise self.error("expected a non-empty list of probe tables", "probe", "probes")
         probes = [self.component("probe", p, f"probe.probes[{i}]") for i, p in enumerate(probes_raw)]
