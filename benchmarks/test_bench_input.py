@@ -65,12 +65,17 @@ def test_extraction_rate(benchmark, catalog: Path, tmp_path: Path, encoder: str,
                                 **{f"{stage}_share": round(v, 3) for stage, v in best.shares.items()})
 
 
+GPU_TRACKS = int(os.environ.get("MUSICREP_BENCH_GPU_TRACKS", "512"))  # 4.3 hours of 30 s tracks
+
+
 @pytest.mark.cuda
-def test_mule_bf16_end_to_end_on_gpu(benchmark, catalog: Path, tmp_path: Path) -> None:
-    """MULE (SF-NFNet-F0) in bf16 from WAV files to a finished store; goal on an H100/H200:
-    >= 36,000x realtime (10 hours of audio a second) with a decode share below 0.3."""
+def test_mule_bf16_end_to_end_on_gpu(benchmark, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """MULE (SF-NFNet-F0) in bf16 from WAV files to a finished store, decode workers from the
+    core count; goal on an H100/H200: >= 36,000x realtime (10 hours of audio a second) with a
+    decode share below 0.3. Unmeasured so far: no GPU was lent to the session that wrote it."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
+    catalog = write_catalog(tmp_path_factory.mktemp("gpu-catalog"), GPU_TRACKS, SECONDS, FILE_SR)
     task = musicrep.get_component("task", "csv", path=str(catalog))
     torch.manual_seed(0)
     embedder = Embedder(musicrep.get_component("frontend", "mule-mel"),
@@ -120,7 +125,7 @@ def test_pretraining_clips_per_second(benchmark, folders: dict[str, Path], tmp_p
 
 
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("preset", ["s0", "f0"])
+@pytest.mark.parametrize("preset", ["tiny", "s0"])
 def test_encoder_memory_format_on_cpu(benchmark, preset: str, memory_format: str) -> None:
     """SF-NFNet on a batch of 8 MULE windows, its weights and input in the default layout or
     channels-last: whether the extractor should convert the encoder on a CPU."""

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import hashlib
 import json
 import logging
 import os
+import resource
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -113,7 +115,17 @@ def _reset_peak() -> None:
         pass
 
 
-def _write_in_child(write: Callable[[], None], path: Path) -> int:
+def _full(tmp: Path) -> int | None:
+    """ENOSPC or EFBIG when the disk or the file-size limit is what stopped ``tmp`` growing (for a
+    writer that died without saying why: libhdf5 crashes on some failed writes), else None."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    size = tmp.stat().st_size if tmp.exists() else 0
+    if limit != resource.RLIM_INFINITY and size + (64 << 10) >= limit:
+        return errno.EFBIG
+    return errno.ENOSPC if shutil.disk_usage(tmp.parent).free < (1 << 20) else None
+
+
+def _write_in_child(write: Callable[[], None], path: Path, tmp: Path) -> int:
     """Run ``write`` (the HDF5 writing) in a forked process; return how many bytes its resident
     memory grew.
 
@@ -125,6 +137,7 @@ def _write_in_child(write: Callable[[], None], path: Path) -> int:
     pid = os.fork()
     if pid == 0:  # the child: no return, no exit handlers, whatever happens
         code = 0
+        gc.disable()  # no collection may free (and so close) a failed libhdf5 handle: that crashes
         try:
             os.close(read_end)
             _reset_peak()
@@ -132,8 +145,10 @@ def _write_in_child(write: Callable[[], None], path: Path) -> int:
             write()
             message = json.dumps({"grew": max(0, _rss_kib("VmHWM") - start) * 1024})
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
-            code = 1
-            message = json.dumps({"errno": getattr(exc, "errno", None), "error": f"{type(exc).__name__}: {exc}"})
+            # only our own messages are formatted: formatting a failed libhdf5 call's can crash
+            number = getattr(exc, "errno", None)
+            code, message = 1, json.dumps({"errno": number if isinstance(number, int) else None,
+                                           "error": str(exc) if isinstance(exc, MusicrepError) else type(exc).__name__})
         try:
             os.write(write_end, message.encode())
         finally:
@@ -145,9 +160,11 @@ def _write_in_child(write: Callable[[], None], path: Path) -> int:
     result = json.loads(reply) if reply else {}
     if status == 0 and "grew" in result:
         return int(result["grew"])
-    if result.get("errno") in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES):
-        raise _disk_error(OSError(result["errno"], os.strerror(result["errno"])), path)
-    raise StoreError(f"{path}: writing the store failed ({result.get('error') or f'wait status {status}'}); "
+    number = result.get("errno") or _full(tmp)
+    if number in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES):
+        raise _disk_error(OSError(number, os.strerror(number)), path)
+    died = f"its writer died: signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else None
+    raise StoreError(f"{path}: writing the store failed ({result.get('error') or died or f'exit {status}'}); "
                      "finished work is kept")
 
 
@@ -364,34 +381,38 @@ class StoreWriter:
         n, total = len(rows), int(counts.sum())
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         dim, pooled_dim = self._dims(parts)
+        opened: list[h5py.File] = []  # kept alive: a file whose writes failed must not be closed (that crashes)
+
         def write(tmp: Path) -> None:
-            with h5py.File(tmp, "w") as h5:
-                pooled = h5.create_dataset("embeddings", (n, pooled_dim), np.float32, chunks=True, fletcher32=True)
-                h5.create_dataset("targets", data=targets, chunks=True, fletcher32=True)
-                h5.create_dataset("ids", data=ids.astype(object), dtype=STRING)
-                h5.create_dataset("split", data=split.astype(object), dtype=STRING)
-                group = h5.create_group("windows")
-                windows = group.create_dataset("embeddings", (total, dim), self.dtype, chunks=True, fletcher32=True)
-                offsets = group.create_dataset("offsets", (total,), np.float32, chunks=True, fletcher32=True)
-                group.create_dataset("start", data=starts, chunks=True, fletcher32=True)
-                group.create_dataset("count", data=counts, chunks=True, fletcher32=True)
-                for k, part in enumerate(parts):  # one part in memory at a time
-                    mine = np.flatnonzero(part_of == k)
-                    if len(mine):
-                        self._copy_part(part, row_in_part[mine], mine, starts, pooled, windows, offsets)
-                h5.attrs["provenance"] = _provenance_text(self.provenance)
-                h5.attrs["kind"] = self.kind
-                h5.attrs["label_names"] = json.dumps(self.label_names)
-                h5.attrs["pooling"] = self.pooling
-                h5.attrs["skipped"] = json.dumps(skipped_list)
-                h5.attrs["musicrep_version"] = __version__
-                h5.attrs["items"] = n
-                h5.attrs["checksums"] = json.dumps({"ids": _strings_digest(ids), "split": _strings_digest(split)})
-                h5.attrs["complete"] = True
+            opened.append(h5py.File(tmp, "w"))
+            h5 = opened[0]
+            pooled = h5.create_dataset("embeddings", (n, pooled_dim), np.float32, chunks=True, fletcher32=True)
+            h5.create_dataset("targets", data=targets, chunks=True, fletcher32=True)
+            h5.create_dataset("ids", data=ids.astype(object), dtype=STRING)
+            h5.create_dataset("split", data=split.astype(object), dtype=STRING)
+            group = h5.create_group("windows")
+            windows = group.create_dataset("embeddings", (total, dim), self.dtype, chunks=True, fletcher32=True)
+            offsets = group.create_dataset("offsets", (total,), np.float32, chunks=True, fletcher32=True)
+            group.create_dataset("start", data=starts, chunks=True, fletcher32=True)
+            group.create_dataset("count", data=counts, chunks=True, fletcher32=True)
+            for k, part in enumerate(parts):  # one part in memory at a time
+                mine = np.flatnonzero(part_of == k)
+                if len(mine):
+                    self._copy_part(part, row_in_part[mine], mine, starts, pooled, windows, offsets)
+            h5.attrs["provenance"] = _provenance_text(self.provenance)
+            h5.attrs["kind"] = self.kind
+            h5.attrs["label_names"] = json.dumps(self.label_names)
+            h5.attrs["pooling"] = self.pooling
+            h5.attrs["skipped"] = json.dumps(skipped_list)
+            h5.attrs["musicrep_version"] = __version__
+            h5.attrs["items"] = n
+            h5.attrs["checksums"] = json.dumps({"ids": _strings_digest(ids), "split": _strings_digest(split)})
+            h5.attrs["complete"] = True
+            h5.close()
 
         try:
             with atomic.atomic_path(self.path) as tmp:
-                self.assembly_memory = _write_in_child(lambda: write(tmp), self.path)
+                self.assembly_memory = _write_in_child(lambda: write(tmp), self.path, tmp)
         except OSError as exc:  # the rename or fsync: a full disk, a read-only folder
             raise _disk_error(exc, self.path) from None
         if extra:

@@ -173,11 +173,12 @@ def seek_crops(path: str | Path, sample_rate: int, seconds: float, count: int, r
     cost follows the crop length, not the track's. None when the stretch is shorter than a crop
     (the caller decodes it whole and repeats it).
 
-    libsndfile seeks WAV, AIFF and FLAC to the sample (FLAC through its seek table or a
-    bisection over frames); OGG/Vorbis and Opus by bisection over pages, also exact; MP3
-    through mpg123, which finds the frame from the bitrate (exact for CBR; for VBR without a
-    Xing table an estimate, then decodes from there). Crops of MP3 and OGG therefore cost a
-    seek and a few frames, not the track.
+    libsndfile seeks in WAV, AIFF, FLAC, OGG (Vorbis, Opus) and MP3. Measured on a 4-minute
+    22.05 kHz track, one 3 s crop at 16 kHz against decoding the whole track (libsndfile 1.2.2,
+    loaded 2-core machine): WAV 12 ms vs 3.0 s, FLAC 10 ms vs 0.64 s, OGG/Vorbis 12 ms vs
+    3.9 s, MP3 92 ms vs 1.2 s: MP3 crops cost several times more than the others, still a
+    small fraction of the track. (Exactness of the MP3/OGG seek position is libsndfile's and
+    is not tested here; the tests check WAV and FLAC to the sample.)
     """
     meta = info(path)
     first = int(round(start * meta.sample_rate))
