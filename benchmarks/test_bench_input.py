@@ -135,7 +135,7 @@ def test_encoder_memory_format_on_cpu(benchmark, preset: str, memory_format: str
     embedder = Embedder(frontend, encoder)
     windows, _ = embedder.track_windows(0.1 * torch.randn(int(30 * embedder.sample_rate)))
     windows = windows[:8]
-    layout = getattr(torch, memory_format + "_format") if memory_format != "contiguous" else torch.contiguous_format
+    layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
     encoder = encoder.to(memory_format=layout)
 
     def run() -> None:
