@@ -9,7 +9,8 @@ This module is the one place that knows the layout; the stages, the report, the 
     RUN_DIR/models/<model>/last.pt                 the trainer's resumable checkpoint
     RUN_DIR/models/<model>/pretrain.json           the finished pre-training's key and description
     RUN_DIR/models/<model>/metrics.jsonl           training log (the logging plugin's)
-    RUN_DIR/embeddings/<model>/<task>.h5           embedding stores (``.h5.parts/`` while written)
+    RUN_DIR/embeddings/<model>/<task>.h5           embedding stores (``.h5.parts/`` while written,
+                                                   ``.h5.lock`` held by the process writing them)
     RUN_DIR/probes/<model>/<task>/<probe>.json     probe results, keyed
     RUN_DIR/report.md, results.json, results.csv, plots/
 
@@ -197,6 +198,11 @@ class RunDir:
 def parts_folder(store: Path) -> Path:
     """Where the extractor keeps a store's finished tracks (atomic part files) until it is whole."""
     return store.with_name(store.name + ".parts")
+
+
+def parts_lock(store: Path) -> Path:
+    """The lock its writer holds on a store's parts folder (beside it: the folder is removed)."""
+    return store.with_name(store.name + ".lock")
 
 
 def run_of_checkpoint(checkpoint: Path) -> RunDir | None:

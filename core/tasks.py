@@ -129,6 +129,18 @@ class Task:
                              "generate audio")
         return load(item.path, sample_rate, offset=item.start or 0.0, duration=item.duration)
 
+    def crops(self, item: Item, sample_rate: int, seconds: float, count: int,
+              rng: np.random.Generator) -> np.ndarray | None:
+        """``count`` random crops ``[count, samples]`` of ``item``, each read by seeking to it, so
+        pre-training pays for its crops, not for whole tracks. None where this task cannot seek
+        (its audio is generated or decoded its own way, or the item is shorter than a crop):
+        the caller then decodes the item with ``audio`` and crops that."""
+        from musicrep.audio import seek_crops
+
+        if item.path is None or type(self).audio is not Task.audio:
+            return None
+        return seek_crops(item.path, sample_rate, seconds, count, rng, start=item.start or 0.0, end=item.end)
+
     def targets(self, items: Sequence[Item]) -> np.ndarray:
         """Probe targets: class indices [N] (multiclass), multi-hot [N, L] (multilabel) or
         float values [N, targets] (regression), in ``label_names`` order."""

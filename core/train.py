@@ -59,7 +59,9 @@ class Source:
 
 
 class ClipDataset(Dataset):
-    """Decodes a clip and cuts ``views`` random crops of it, seeded by (seed, epoch, index)."""
+    """``views`` random crops of a clip, seeded by (seed, epoch, index): read by seeking where the
+    task's files allow (the decode cost follows the crop length, not the track's), else cut from
+    the decoded clip."""
 
     def __init__(self, sources: list[Source], sample_rate: int, clip_samples: int, views: int, seed: int) -> None:
         self.sources, self.sample_rate, self.clip_samples = sources, sample_rate, clip_samples
@@ -71,16 +73,19 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None] | None:
         index, epoch = key
         source = self.sources[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
         try:
-            wave = np.asarray(source.task.audio(source.item, self.sample_rate), dtype=np.float32)
+            seek = getattr(source.task, "crops", None)  # a task of another shape may only decode
+            crops = seek and seek(source.item, self.sample_rate, self.clip_samples / self.sample_rate, self.views, rng)
+            if crops is None:
+                wave = np.asarray(source.task.audio(source.item, self.sample_rate), dtype=np.float32)
+                if wave.size == 0:
+                    return None
+                crops = np.stack([random_crop(wave, self.clip_samples, rng, short="tile") for _ in range(self.views)])
         except BadAudioError as exc:  # one bad clip leaves its batch one item short, no more
             warnings.warn(f"pre-training skips bad audio: {exc}", RuntimeWarning, stacklevel=2)
             return None
-        if wave.size == 0:
-            return None
-        rng = np.random.default_rng([self.seed, epoch, index])
-        crops = np.stack([random_crop(wave, self.clip_samples, rng, short="tile") for _ in range(self.views)])
-        return crops, source.target
+        return np.asarray(crops, dtype=np.float32), source.target
 
 
 def collate(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:

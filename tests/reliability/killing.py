@@ -27,8 +27,9 @@ import torch
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # Tiny but complete: 40 pre-training steps with a checkpoint every 5, an embed stage of 60 tracks
-# (2 windows each) that writes a part file once 4 tracks wait (parts end between encoder batches
-# of 6 windows, so 6 tracks a part), and three probes, each with its own result file.
+# (2 windows each, decoded by 2 worker processes) that writes a part file once 4 tracks wait
+# (parts end between encoder batches of 6 windows, so 6 tracks a part), and three probes, each
+# with its own result file.
 PIPELINE = """
 [run]
 name = "{name}"
@@ -63,6 +64,7 @@ window = 1.0
 hop = 0.5
 batch_size = 6
 checkpoint_every = 4
+num_workers = 2
 
 [probe]
 probes = [{{ type = "linear" }}, {{ type = "knn", k_grid = [1, 3, 5] }},

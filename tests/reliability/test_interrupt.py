@@ -80,6 +80,7 @@ def kill_in_each_stage(folder: Path, seed: int) -> Path:
     assert (said in process.output()) == (kept > 0)  # only the tracks left are embedded, and it says so
     if at_probe > 0:  # a probe finished, so the embed stage's summary was written before the kill
         assert f"embed {MODEL}/{TASK}: {TRACKS} tracks" in process.output()  # the whole store, not the rest
+    assert f"/{TRACKS - kept} track" in process.output()  # the progress line: the tracks left to embed
     finished = probes_written(run)
     assert len(finished) < len(PROBES)  # killed before the last probe was done
 
@@ -154,7 +155,7 @@ def test_a_resumed_extraction_batches_its_windows_as_an_uninterrupted_one(
     extract(embedder(), ToneTask(config), whole, {"m": 1}, batch_size=5, progress=False)
     with pytest.raises(KeyboardInterrupt):
         extract(embedder(), StopAfter(config, 12), resumed, {"m": 1}, batch_size=5, flush_every=3,
-                progress=False)
+                progress=False, num_workers=0)  # the count of decodes is this process's
     for part in sorted(tmp_path.glob("resumed.h5.parts/part-*.npz"))[1:]:
         part.unlink()  # as if killed -9 just after the first part was written
     summary = extract(embedder(), ToneTask(config), resumed, {"m": 1}, batch_size=5, progress=False)
@@ -172,7 +173,7 @@ def test_damaged_part_files_and_leftover_temporaries_are_never_loaded(
     damaged = tmp_path / "damaged.h5"
     with pytest.raises(KeyboardInterrupt):
         extract(make_embedder(), StopAfter(config, 15), damaged, provenance, batch_size=4, flush_every=2,
-                progress=False)
+                progress=False, num_workers=0)
     parts = sorted(damaged.with_name("damaged.h5.parts").glob("part-*.npz"))
     assert len(parts) >= 4
     tracks = {}
