@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,27 +67,50 @@ def format_table(header: list[str], body: list[list[str]], markdown: bool = Fals
     return "\n".join([*lines, *(line(r) for r in body)])
 
 
-def write_report(run_dir: str | Path) -> str:
-    """Write report.md, results.json, results.csv and plots/ into ``run_dir``; return the text table."""
-    run_dir = Path(run_dir)
+@dataclass
+class Report:
+    """A run's results, rendered: the text table and the rows behind it."""
+
+    rows: list[dict[str, Any]]
+    header: list[str]
+    body: list[list[str]]
+
+    @property
+    def text(self) -> str:
+        return format_table(self.header, self.body)
+
+
+def render_report(run_dir: str | Path) -> Report:
+    """The table of a run's finished probes; reads only (a read-only run directory is fine)."""
     rows = collect(run_dir)
-    header, body = table(rows)
-    text = format_table(header, body)
+    return Report(rows, *table(rows))
+
+
+def write_report_files(run_dir: str | Path, report: Report) -> None:
+    """report.md, results.json, results.csv and plots/ in ``run_dir``; raises ``WriteError``."""
+    run_dir = Path(run_dir)
     md = ("# musicrep report\n\nPrimary metric of each task on its test split; * marks the best model.\n\n"
-          + format_table(header, body, markdown=True) + "\n")
+          + format_table(report.header, report.body, markdown=True) + "\n")
     atomic.write_text(run_dir / "report.md", md)
-    atomic.write_json(run_dir / "results.json", rows)
+    atomic.write_json(run_dir / "results.json", report.rows)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["model", "task", "probe", "split", "metric", "value", "primary"])
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(report.rows)
     atomic.write_text(run_dir / "results.csv", buffer.getvalue())
     plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    bar_charts(rows, plots)
+    with atomic.writing(plots):
+        plots.mkdir(exist_ok=True)
+    bar_charts(report.rows, plots)
     for store in sorted(run_dir.glob("embeddings/*/*.h5")):
         try:
             pca_scatter(store, plots / f"pca-{store.parent.name}-{store.stem}.png")
         except StoreError as exc:  # damaged from outside: the table stands without its picture
             print(f"musicrep: warning: no PCA plot: {exc}", file=sys.stderr)
-    return text
+
+
+def write_report(run_dir: str | Path) -> str:
+    """Write report.md, results.json, results.csv and plots/ into ``run_dir``; return the text table."""
+    report = render_report(run_dir)
+    write_report_files(run_dir, report)
+    return report.text

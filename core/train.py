@@ -26,7 +26,7 @@ from musicrep import atomic
 from musicrep.audio import BadAudioError
 from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
-from musicrep.errors import MusicrepError
+from musicrep.errors import MusicrepError, WriteError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
@@ -167,6 +167,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     return state if isinstance(state, dict) else None
 
 
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write a checkpoint atomically. Through a Python file object, so that a full disk or a size
+    limit surfaces as an OS error naming ``path`` (``torch.save`` to a file name raises a
+    ``RuntimeError`` from its zip writer that names neither)."""
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(state, f)
+        except RuntimeError as exc:
+            raise WriteError(path, str(exc).splitlines()[0] if str(exc) else "torch.save failed") from None
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state()}
 
@@ -209,9 +220,8 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     def save(path: Path, step: int) -> None:
         if not is_main():
             return
-        with atomic.atomic_path(path) as tmp:
-            torch.save({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
+        save_checkpoint({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path)
 
     bar = tqdm(total=settings.steps, initial=start, desc="pretrain", unit="step", file=sys.stderr,
                disable=not (progress and is_main()), dynamic_ncols=True)

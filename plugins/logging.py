@@ -44,7 +44,8 @@ def musicrep_on_stage_start(stage: str, run_dir: str, info: dict[str, Any]) -> N
 
 @hookimpl
 def musicrep_on_train_step(step: int, metrics: dict[str, float], run_dir: str) -> None:
-    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as f:
+    path = Path(run_dir) / "metrics.jsonl"
+    with atomic.writing(path), open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **metrics}) + "\n")
     writer = _tensorboard(run_dir)
     if writer is not None:

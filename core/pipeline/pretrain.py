@@ -13,7 +13,7 @@ from musicrep.embed import encode_target
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
-from musicrep.train import Source, TrainSettings, load_checkpoint, train, training_key
+from musicrep.train import Source, TrainSettings, load_checkpoint, save_checkpoint, train, training_key
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -109,9 +109,8 @@ def pretrain_stage(run: Any, model: Any, embedder: Embedder, tasks: dict[str, An
     augmentations = [a.create(run.registry) for a in model.augmentations]
     summary = train(embedder, objective, augmentations, sources, data, settings, out_dir, device=run.device,
                     key=key, notify=lambda hook, **kw: run.registry.notify(hook, run_dir=str(out_dir), **kw))
-    with atomic.atomic_path(final) as tmp:
-        torch.save({"key": key, "embedder": embedder.state_dict(), "description": description,
-                    "summary": summary}, tmp)
+    save_checkpoint({"key": key, "embedder": embedder.state_dict(), "description": description,
+                     "summary": summary}, final)
     atomic.write_json(out_dir / "pretrain.json", {"key": key, "description": description, "summary": summary})
     run.log(f"pretrain {model.name}: {summary['steps']} steps, final loss {summary['final_loss']:.4f}, "
             f"{summary['clips_per_s']:.1f} clips/s")

@@ -32,6 +32,7 @@ from musicrep.hashing import config_hash, state_hash
 from musicrep.model import Embedder
 from musicrep.pipeline import conflicts
 from musicrep.pipeline.pretrain import cached_weights, gather_sources, pretrain_description, pretrain_stage
+from musicrep.pipeline.task_check import check_task
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.probing import probe_store
 from musicrep.registry import Registry, default_registry
@@ -57,11 +58,13 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     holds the holder's pid, for the message a second run prints. A record lock does not stop its
     own process, so the process also keeps a set of the run directories it holds.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic.writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / ".lock"
     if lock.resolve() in _HELD:  # checked before opening: closing any handle would drop the lock
         raise _in_use(run_dir, lock, str(os.getpid()))
-    handle = open(lock, "a+")  # not "w": that would wipe the holder's pid before we know we lost
+    with atomic.writing(lock):
+        handle = open(lock, "a+")  # not "w": that would wipe the holder's pid before we know we lost
     try:
         fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -73,9 +76,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         raise _in_use(run_dir, lock, holder) from None
     _HELD.add(lock.resolve())
     try:
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
+        with atomic.writing(lock):
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
         yield
     finally:
         _HELD.discard(lock.resolve())
@@ -145,6 +149,8 @@ class PipelineRun:
         exists: the tasks load, the probes serve their kinds, each model's front end and encoder
         embed a window together, each pre-training source exists. Returns the tasks."""
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
+        for name, task in tasks.items():
+            check_task(name, task, str(self.spec.path))
         self.check_compatibility(tasks)
         for model in self.spec.models.values():
             if model.load is None:
