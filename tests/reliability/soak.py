@@ -6,9 +6,9 @@ every resumed run ends exactly where an undisturbed one ends. Not part of CI (mi
 Each trial is a fresh run directory of the tiny pipeline of ``killing.py``. A trial's run is
 started, killed at a random time, started again, killed again (``--per-trial`` times), then let
 finish; its weights, training log, store, probe results and report are compared bit for bit with
-an undisturbed run's. Each kill first draws a stage the run has not finished (pre-training,
-embedding, the store's assembly at the end of embedding, probing) and then a uniform random time
-within that stage, so every stage is hit, however long it takes. After each kill the files under
+an undisturbed run's. Each kill first draws a stage (pre-training, embedding, the store's
+assembly at the end of embedding, probing; a trial's draws sorted, as a run walks through them)
+and then a uniform random time within that stage, so every stage is hit, however long it takes. After each kill the files under
 their real names must be whole, and nothing finished before the kill may disappear later.
 
 It prints one line per kill and ends with "N of K kills resumed with nothing lost"; the exit status
@@ -172,9 +172,11 @@ def trial(index: int, kills: int, folder: Path, times: Timeline, expected: dict[
     done: list[Kill] = []
     before = snapshot(run)
     attempt = 0
+    # each kill aims at a stage drawn uniformly, in stage order: a trial walks through the stages
+    targets = sorted(int(t) for t in rng.integers(0, len(STAGES), size=kills))
     while len(done) < kills:
-        left = stages_left(run)
-        stage = str(rng.choice(left))
+        first_left = STAGES.index(stages_left(run)[0])
+        stage = STAGES[max(targets[len(done)], first_left)]
         attempt += 1
         process = Process("run", pipeline, log=folder / f"{attempt}.log")
         delay = wait_then_kill(process, run, stage, times, rng)
