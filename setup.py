@@ -101,7 +101,7 @@ setup(
         "musicrep.plugins": [
             f"{group} = musicrep.plugins.{group}"
             for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging",
-                          "sfnfnet", "hear")
+                          "sfnfnet", "hear", "mule")
         ],
     },
     zip_safe=False,

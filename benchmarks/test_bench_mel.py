@@ -8,6 +8,10 @@ and ``peak_mib``: on the CPU, how far the peak resident set (VmHWM, reset just b
 on the same input: the output and every temporary, as the OS saw them (a subprocess, because
 tracemalloc does not see torch's allocations and the import peak would mask ru_maxrss); on CUDA,
 torch.cuda.max_memory_allocated above the input, for one call.
+
+``test_mel_tables_cpu``: short clips, one at a time, where the per-call tables (window, twiddles,
+Bluestein's chirp, filters) weigh: ``mel`` keeps them per configuration (the default), ``mel
+rebuilt`` drops them before every round (what every call paid before they were kept).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import pytest
 import torch
 
 import musicrep
-from musicrep._native import has_cuda_kernels
+from musicrep._native import has_cuda_kernels, native
 
 IMPLS = ["mel", "torch-mel", "nnaudio-mel"]
 CONFIGS = [(sr, n_fft) for sr in (16000, 22050) for n_fft in (512, 1024, 2048)]
@@ -99,3 +103,32 @@ def test_mel_cuda(benchmark, impl: str, sr: int, n_fft: int, batch: int) -> None
     if impl == "mel" and not has_cuda_kernels():
         pytest.skip("musicrep._C was built without CUDA kernels")
     run_case(benchmark, impl, sr, n_fft, batch, "cuda")
+
+
+TABLE_CONFIGS = {  # name: front-end settings at 16 kHz
+    "n_fft 1024": dict(n_fft=1024, hop_length=256, n_mels=128),
+    "mule (2048, win 400)": dict(n_fft=2048, win_length=400, hop_length=160, n_mels=96, f_max=8000.0,
+                                 mel_scale="htk", norm=2.0),
+    "n_fft 400 (Bluestein)": dict(n_fft=400, hop_length=160, n_mels=80),
+}
+TABLE_ROUNDS = int(os.environ.get("MUSICREP_BENCH_TABLE_ROUNDS", "30"))
+
+
+@pytest.mark.parametrize("impl", ["mel", "mel rebuilt", "torch-mel", "nnaudio-mel"])
+@pytest.mark.parametrize("seconds", [0.25, 1.0])
+@pytest.mark.parametrize("config", list(TABLE_CONFIGS))
+def test_mel_tables_cpu(benchmark, impl: str, seconds: float, config: str) -> None:
+    benchmark.group = f"cpu tables: {config}, batch 1x{seconds}s"
+    if impl == "nnaudio-mel" and TABLE_CONFIGS[config].get("norm", "slaney") != "slaney":
+        pytest.skip("nnAudio's mel filters take norm 'slaney' or none")
+    frontend = musicrep.get_component("frontend", impl.split()[0], sample_rate=16000, **TABLE_CONFIGS[config])
+    wave = torch.randn(1, int(16000 * seconds))
+    setup = native().mel_table_cache_clear if impl == "mel rebuilt" else None
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode():
+            return frontend(wave)
+
+    out = benchmark.pedantic(call, setup=setup, rounds=TABLE_ROUNDS, warmup_rounds=1, iterations=1)
+    assert out.shape == (1, frontend.n_features, frontend.frames(wave.shape[1]))
+    benchmark.extra_info["x_realtime"] = round(seconds / benchmark.stats.stats.median, 1)

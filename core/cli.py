@@ -55,16 +55,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from musicrep.report import render_report, write_report_files
+    from musicrep.rundir import RunDir
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "probes").is_dir():
-        if (run_dir / "pipeline.toml").is_file():  # a run that has not reached its probes (yet)
-            raise MusicrepError(f"{run_dir}: no probe has finished yet; nothing to report")
-        raise MusicrepError(f"{run_dir}: no probe results here (is it a musicrep run directory?)")
-    report = render_report(run_dir)
+    run = RunDir(Path(args.run_dir))
+    if not run.has_probes():
+        if run.is_run():  # a run that has not reached its probes (yet)
+            raise MusicrepError(f"{run.root}: no probe has finished yet; nothing to report")
+        raise MusicrepError(f"{run.root}: no probe results here (is it a musicrep run directory?)")
+    report = render_report(run.root)
     print(report.text, flush=True)
     try:
-        write_report_files(run_dir, report)
+        write_report_files(run.root, report)
     except WriteError as exc:  # a read-only or full run directory: the table above is still whole
         print(f"musicrep: warning: report files not written: {exc.reason}: {exc.path}", file=sys.stderr)
     return 0

@@ -2,11 +2,15 @@
 
 Every component declares its options as a dataclass; ``build_config`` turns a mapping into an
 instance of it or raises a ``ConfigError`` naming the key (and the closest valid key for a
-misspelling). Range checks live in the dataclass's ``__post_init__``, which raises
+misspelling). Ranges are declared on the fields (``positive()``, ``interval(lo, hi)``,
+``probability()``, ``items(...)``, ``matches(...)``; a bound may name another field) and checked
+here, so tests can generate out-of-range values from them. What no declaration can say (a bound
+computed from several fields) stays in the dataclass's ``__post_init__``, which raises
 ``invalid(key, why)`` so the error still names the key.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -16,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+from musicrep.checks import Constraint, Interval, Items, Matches
 from musicrep.errors import ConfigError
 
 T = TypeVar("T")
@@ -129,8 +134,92 @@ def path_field(default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"path": True})
 
 
+def constrained(constraint: Constraint, default: Any = dataclasses.MISSING) -> Any:
+    """A config field whose value must meet ``constraint`` (None, where allowed, always does).
+
+    A list or dict default is copied for each instance, as ``default_factory`` would.
+    """
+    metadata = {"constraint": constraint}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.copy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def interval(low: float | str | None = None, high: float | str | None = None, default: Any = dataclasses.MISSING,
+             *, low_open: bool = False, high_open: bool = False, what: str = "") -> Any:
+    """A finite number in ``[low, high]`` (``low_open``/``high_open`` exclude the ends); a bound
+    given as a string is the value of that other field."""
+    return constrained(Interval(low, high, low_open, high_open, what), default)
+
+
+def positive(default: Any = dataclasses.MISSING, *, what: str = "") -> Any:
+    """A finite number > 0."""
+    return interval(0, None, default, low_open=True, what=what)
+
+
+def non_negative(default: Any = dataclasses.MISSING) -> Any:
+    """A finite number >= 0."""
+    return interval(0, None, default)
+
+
+def probability(default: Any = dataclasses.MISSING) -> Any:
+    return interval(0, 1, default, what="a probability in [0, 1]")
+
+
+def finite(default: Any = dataclasses.MISSING) -> Any:
+    return interval(None, None, default)
+
+
+def items(item: Any = None, default: Any = dataclasses.MISSING, *, min_len: int = 1,
+          length: int | str | None = None, what: str = "") -> Any:
+    """A list of at least ``min_len`` values (exactly ``length``, or as many as the list field
+    ``length`` names), each meeting the constraint of the field ``item`` (e.g. ``positive()``);
+    a tuple of such fields constrains the list's positions one by one."""
+    if isinstance(item, tuple):
+        inner: Any = tuple(f.metadata["constraint"] for f in item)
+    else:
+        inner = item.metadata["constraint"] if item is not None else None
+    return constrained(Items(inner, min_len, length, what), default)
+
+
+def matches(pattern: str, what: str, default: Any = dataclasses.MISSING) -> Any:
+    """A string matching the regular expression ``pattern`` in full; ``what`` says it in words."""
+    return constrained(Matches(pattern, what), default)
+
+
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def field_constraint(cls: type, name: str) -> Constraint | None:
+    """The constraint declared on field ``name`` of ``cls``, or of the nearest dataclass base
+    declaring one: a subclass that only changes a default keeps the field's range."""
+    for klass in cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and "constraint" in f.metadata:
+            return f.metadata["constraint"]
+    return None
+
+
+def check_constraints(cls: type, given: Mapping[str, Any]) -> None:
+    """Raise ``InvalidValue`` for the first value that breaks its field's declared constraint:
+    the keys the user gave first (a broken ordering blames the key that was written)."""
+    fields = config_fields(cls)
+    values = {name: field_default(f) for name, f in fields.items()} | dict(given)
+    for name in sorted(fields, key=lambda n: n not in given):
+        constraint, value = field_constraint(cls, name), values[name]
+        if constraint is not None and value is not None and value is not dataclasses.MISSING:
+            wrong = constraint.problem(value, values)
+            if wrong:
+                raise InvalidValue(name, wrong)
 
 
 def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, section: str | None = None,
@@ -150,12 +239,11 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, secti
     for key in values:
         if key not in fields:
             raise ConfigError(unknown_key_message(key, fields), file=file, section=section, key=key)
-    kwargs = {}
     try:
+        kwargs = {name: _coerce(values[name], hints[name], name) for name in fields if name in values}
+        check_constraints(cls, kwargs)
         for name, field in fields.items():
-            if name in values:
-                kwargs[name] = _coerce(values[name], hints[name], name)
-            elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            if name not in kwargs and field_default(field) is dataclasses.MISSING:
                 raise InvalidValue(name, f"required key is missing ({describe_type(hints[name])})")
         return cls(**kwargs)
     except InvalidValue as exc:
@@ -163,7 +251,3 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, secti
     except ConfigError as exc:
         raise exc.located(file=file, section=section) from None
 
-
-def config_as_dict(config: Any) -> dict[str, Any]:
-    """A config dataclass as plain data (for hashing, HDF5 attributes and JSON)."""
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})

@@ -1,4 +1,5 @@
-"""The embed stage: every track of a task through front end + encoder into an HDF5 store.
+"""The extractor: every track of a task through front end + encoder into an HDF5 store (the
+embed stage, ``musicrep.pipeline.embed``, decides what to extract and caches the stores).
 
 Tracks are decoded in data-loader workers, turned into windows of features on the device,
 and the windows of several tracks are batched through the encoder. Finished tracks go to the
@@ -10,7 +11,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from musicrep.audio import BadAudioError, BadAudioPolicy
 from musicrep.model import Embedder
 from musicrep.store import StoreWriter, TrackEmbedding
-from musicrep.tasks import Item, encode_targets
+from musicrep.tasks import encode_target
 
 
 @dataclass
@@ -42,16 +43,6 @@ class EmbedSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "x_realtime": self.x_realtime}
-
-
-def encode_target(kind: str, label_names: list[str], labels: Iterable[Any]) -> np.ndarray:
-    """A track's labels as the store keeps them: multi-hot over the vocabulary (one-hot for
-    multiclass), or the regression values."""
-    item = Item(id="", path=None, labels=list(labels))
-    encoded = encode_targets([item], kind, label_names)[0]
-    if kind == "multiclass":
-        return np.eye(len(label_names), dtype=np.float32)[encoded]
-    return np.asarray(encoded, dtype=np.float32)
 
 
 class _TrackAudio(Dataset):

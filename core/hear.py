@@ -66,7 +66,7 @@ def load_model(model_file_path: str = "", **kwargs: Any) -> HearModel:
     """
     if not model_file_path:
         raise ValueError("musicrep.hear.load_model needs model_file_path: a musicrep run folder, a final.pt "
-                         "checkpoint, or 'mule' (with weights=PATH)")
+                         "checkpoint, or a ready model's name (with weights=PATH)")
     timestamp_hop = kwargs.pop("timestamp_hop", DEFAULT_TIMESTAMP_HOP)
     return HearModel(load_ready_model(model_file_path, **kwargs), timestamp_hop)
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from musicrep import tasks
+from musicrep.keys import parse_key
 from musicrep.errors import MusicrepError
 
 Metric = Callable[[np.ndarray, np.ndarray, list[str]], float]
@@ -48,14 +48,6 @@ def r2(targets: np.ndarray, scores: np.ndarray, label_names: list[str]) -> float
     from sklearn import metrics as skm
 
     return float(skm.r2_score(targets, scores, multioutput="uniform_average"))
-
-
-def parse_key(name: str) -> tuple[int, str]:
-    """'C major', 'F# minor', 'Bb:min', 'a minor' -> (pitch class, 'major' | 'minor'); no mode: major."""
-    parsed = tasks.parse_key(name)
-    if parsed is None:
-        raise MusicrepError(f"cannot read a key from the label {name!r} (expected e.g. 'C major', 'F# minor')")
-    return parsed[0], parsed[1] or "major"
 
 
 def key_score(reference: str, estimate: str) -> float:

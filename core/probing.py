@@ -9,7 +9,7 @@ import numpy as np
 
 from musicrep.errors import MusicrepError
 from musicrep.metrics import get_metric
-from musicrep.tasks import DEFAULT_METRICS
+from musicrep.tasks import DEFAULT_METRICS, fold_roles
 from musicrep.store import EmbeddingStore
 
 Score = Callable[[np.ndarray, np.ndarray], float]
@@ -26,6 +26,8 @@ class Probe:
 
     #: task kinds this probe can serve
     kinds: tuple[str, ...] = ("multiclass", "multilabel", "regression")
+    #: whether a pipeline that names no probes runs this one
+    default: bool = False
 
     def fit(self, train: Split, valid: Split, kind: str, score: Score, seed: int) -> dict[str, Any]:
         """Fit on train, choose by ``score(valid.y, scores)``; return the chosen settings."""
@@ -101,9 +103,9 @@ def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | No
         counts = {"train": int(train.sum()), "valid": int(valid.sum()), "test": int(test.sum())}
     elif "train" not in names and len(names) >= 3:
         per_fold, chosen = [], []
-        for i, fold in enumerate(names):
-            test, valid = splits == fold, splits == names[(i + 1) % len(names)]
-            train = ~(test | valid)
+        for i in range(len(names)):
+            roles = fold_roles(names, i)
+            train, valid, test = (np.isin(splits, roles[role]) for role in ("train", "valid", "test"))
             c, r = _fit_and_score(**common, train=(x_all[train], y_all[train]),
                                   valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
             per_fold.append(r)

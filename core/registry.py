@@ -46,8 +46,9 @@ class ComponentInfo:
     package: str
 
     @property
-    def config_class(self) -> type:
-        return self.factory.Config  # the registry only admits factories with a Config dataclass
+    def config_class(self) -> type | None:
+        """The options dataclass; None for the kinds configured otherwise (ready models)."""
+        return getattr(self.factory, "Config", None) if self.kind not in hookspecs.UNCONFIGURED_KINDS else None
 
     @property
     def summary(self) -> str:
@@ -61,6 +62,9 @@ class ComponentInfo:
 
     def create(self, config: Any = None, **values: Any) -> Any:
         """An instance from a ready config object, or from keyword values (validated)."""
+        if self.config_class is None:
+            raise ComponentError(f"{self.kind} '{self.name}' is not built from a config; "
+                                 f"use musicrep.load_model('{self.name}')")
         if config is None:
             config = self.build_config(values, section=f"{self.kind}.{self.name}")
         elif values:
@@ -160,7 +164,10 @@ class Registry:
             duplicates: list[str] = []
             for kind, hook_name in hookspecs.COMPONENT_HOOKS.items():
                 hook = getattr(self._pm.hook, hook_name)
-                for impl in reversed(hook.get_hookimpls()):  # registration order
+                # pluggy's call order: the plugin registered last comes first (as pytest calls
+                # hooks; tryfirst/trylast impls go before/after). It orders components() and
+                # names the later plugin first in a duplicate's message.
+                for impl in reversed(hook.get_hookimpls()):
                     plugin = impl.plugin_name
                     package = self.plugin_package(plugin)
                     try:
@@ -176,7 +183,8 @@ class Registry:
                         continue
                     for comp_name, factory in provided.items():
                         cls = getattr(factory, "Config", None)
-                        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+                        configured = kind not in hookspecs.UNCONFIGURED_KINDS
+                        if configured and not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
                             problems.append(PluginProblem(
                                 plugin, package, f"hook {hook_name}: {kind} '{comp_name}' needs a Config "
                                 f"dataclass attribute (got {type(cls).__name__ if cls is not None else 'none'})"))

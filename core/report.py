@@ -11,6 +11,7 @@ from typing import Any
 
 from musicrep import atomic
 from musicrep.plots import bar_charts, pca_scatter
+from musicrep.rundir import RunDir
 from musicrep.store import StoreError
 
 
@@ -21,7 +22,7 @@ def collect(run_dir: str | Path) -> list[dict[str, Any]]:
     damaged from outside is named on stderr and left out (``musicrep run`` probes it again).
     """
     rows = []
-    for path in sorted(Path(run_dir, "probes").glob("*/*/*.json")):
+    for model, task, probe, path in RunDir(Path(run_dir)).probe_results():
         try:
             result = json.loads(path.read_text())
             metrics, primary = result["metrics"], result["primary"]
@@ -29,7 +30,6 @@ def collect(run_dir: str | Path) -> list[dict[str, Any]]:
             print(f"musicrep: warning: {path}: unreadable probe result left out ({type(exc).__name__}); "
                   f"`musicrep run` probes it again", file=sys.stderr)
             continue
-        model, task, probe = path.parts[-3], path.parts[-2], path.stem
         for split, values in metrics.items():
             for metric, value in values.items():
                 rows.append({"model": model, "task": task, "probe": probe, "split": split,
@@ -82,29 +82,28 @@ class Report:
 
 def render_report(run_dir: str | Path) -> Report:
     """The table of a run's finished probes; reads only (a read-only run directory is fine)."""
-    rows = collect(run_dir)
+    rows = collect(RunDir(Path(run_dir)).root)
     return Report(rows, *table(rows))
 
 
 def write_report_files(run_dir: str | Path, report: Report) -> None:
     """report.md, results.json, results.csv and plots/ in ``run_dir``; raises ``WriteError``."""
-    run_dir = Path(run_dir)
+    run = RunDir(Path(run_dir))
     md = ("# musicrep report\n\nPrimary metric of each task on its test split; * marks the best model.\n\n"
           + format_table(report.header, report.body, markdown=True) + "\n")
-    atomic.write_text(run_dir / "report.md", md)
-    atomic.write_json(run_dir / "results.json", report.rows)
+    atomic.write_text(run.report, md)
+    atomic.write_json(run.results_json, report.rows)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["model", "task", "probe", "split", "metric", "value", "primary"])
     writer.writeheader()
     writer.writerows(report.rows)
-    atomic.write_text(run_dir / "results.csv", buffer.getvalue())
-    plots = run_dir / "plots"
-    with atomic.writing(plots):
-        plots.mkdir(exist_ok=True)
-    bar_charts(report.rows, plots)
-    for store in sorted(run_dir.glob("embeddings/*/*.h5")):
+    atomic.write_text(run.results_csv, buffer.getvalue())
+    with atomic.writing(run.plots):
+        run.plots.mkdir(exist_ok=True)
+    bar_charts(report.rows, run.plots)
+    for model, task, store in run.stores():
         try:
-            pca_scatter(store, plots / f"pca-{store.parent.name}-{store.stem}.png")
+            pca_scatter(store, run.plots / f"pca-{model}-{task}.png")
         except StoreError as exc:  # damaged from outside: the table stands without its picture
             print(f"musicrep: warning: no PCA plot: {exc}", file=sys.stderr)
 

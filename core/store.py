@@ -34,6 +34,7 @@ import numpy as np
 from musicrep import atomic
 from musicrep._version import __version__
 from musicrep.errors import MusicrepError
+from musicrep.rundir import parts_folder
 
 STRING = h5py.string_dtype("utf-8")
 PART_ARRAYS = ("ids", "split", "targets", "windows", "offsets", "counts", "skipped")
@@ -83,7 +84,7 @@ class StoreWriter:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.parts = parts_folder(self.path)
         stamp = self.parts / "provenance.json"
         if self.parts.exists():
             same = stamp.exists() and stamp.read_text() == _provenance_text(self.provenance)

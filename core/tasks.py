@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Mapping, Sequence
@@ -19,7 +18,6 @@ import numpy as np
 
 from musicrep.errors import MusicrepError
 
-Kind = Literal["multiclass", "multilabel", "regression"]
 KINDS: tuple[str, ...] = ("multiclass", "multilabel", "regression")
 STANDARD_SPLITS: tuple[str, ...] = ("train", "valid", "test")
 #: Default metric names per kind, primary first (the metrics module implements them).
@@ -29,12 +27,6 @@ DEFAULT_METRICS: dict[str, list[str]] = {
     "regression": ["r2"],
 }
 KEY_METRICS: list[str] = ["key_weighted", "accuracy"]
-
-#: Canonical spelling of the 12 tonics (as the devbench key task writes them).
-TONICS: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-KEY_NAMES: tuple[str, ...] = tuple(f"{t} {m}" for m in ("major", "minor") for t in TONICS)
-_LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]*)\s*(?:[:\s]\s*(major|minor|maj|min))?\s*$", re.IGNORECASE)
 
 
 class TaskDataError(MusicrepError):
@@ -65,12 +57,13 @@ class Item:
 
 
 class Task:
-    """Base of every task. Subclasses set ``kind``, ``label_names``, ``metrics`` and implement
-    ``load_items``; items are loaded once, on first use, and checked against the vocabulary."""
+    """Base of every task. Subclasses set ``kind`` and ``label_names`` (``metrics`` too, when not
+    their kind's defaults) and implement ``load_items``; items are loaded once, on first use,
+    and checked against the vocabulary."""
 
     kind: str = "multiclass"
     label_names: list[str] = []
-    metrics: list[str] = []
+    _metrics: list[str] | None = None
     #: The rate the task's audio is stored at, when known: a hint, ``audio`` resamples anyway.
     sample_rate: int | None = None
     split_mode: Literal["trainvaltest", "kfold"] = "trainvaltest"
@@ -83,6 +76,15 @@ class Task:
         raise NotImplementedError
 
     # -- the contract ---------------------------------------------------------------------
+    @property
+    def metrics(self) -> list[str]:
+        """Metric names, primary first: the ones the task set, else its kind's defaults."""
+        return list(DEFAULT_METRICS[self.kind] if self._metrics is None else self._metrics)
+
+    @metrics.setter
+    def metrics(self, names: Sequence[str]) -> None:
+        self._metrics = list(names)
+
     @property
     def name(self) -> str:
         return type(self).__name__
@@ -106,19 +108,17 @@ class Task:
         return [s for s in STANDARD_SPLITS if s in present] + sorted(present - set(STANDARD_SPLITS))
 
     def fold_roles(self, test_fold: int) -> dict[str, list[str]]:
-        """For k-fold tasks, HEAR's rotation: fold ``test_fold`` tests, the next one validates,
-        the rest train. A train/valid/test task has one arrangement (``test_fold`` 0)."""
+        """The splits each role takes when fold ``test_fold`` tests (see ``fold_roles``). A
+        train/valid/test task has one arrangement (``test_fold`` 0)."""
         if self.split_mode != "kfold":
             if test_fold != 0:
                 raise ValueError(f"{self.name} has fixed train/valid/test splits; test_fold must be 0")
             return {"train": ["train"], "valid": ["valid"] if "valid" in self.splits else [],
                     "test": ["test"]}
-        folds = self.splits
-        if not 0 <= test_fold < len(folds):
-            raise ValueError(f"{self.name}: test_fold must be in 0..{len(folds) - 1}, got {test_fold}")
-        valid = folds[(test_fold + 1) % len(folds)]
-        return {"train": [f for f in folds if f not in (folds[test_fold], valid)], "valid": [valid],
-                "test": [folds[test_fold]]}
+        try:
+            return fold_roles(self.splits, test_fold)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
 
     def audio(self, item: Item, sample_rate: int) -> np.ndarray:
         """Mono float32 samples of ``item`` at ``sample_rate``; raises ``BadAudioError``."""
@@ -134,16 +134,6 @@ class Task:
         float values [N, targets] (regression), in ``label_names`` order."""
         return encode_targets(items, self.kind, self.label_names)
 
-    def missing_files(self, limit: int | None = None) -> list[str]:
-        """Audio files the items name that are not on disk (first ``limit``)."""
-        missing = []
-        for item in self.items():
-            if item.path is not None and not Path(item.path).is_file():
-                missing.append(item.path)
-                if limit is not None and len(missing) >= limit:
-                    break
-        return missing
-
     def fingerprint(self) -> str:
         """A content hash of the items, labels, splits and kind: the embed cache's task key."""
         payload = {"kind": self.kind, "labels": list(self.label_names),
@@ -155,6 +145,16 @@ class Task:
         counts = {s: len(self.items(s)) for s in self.splits}
         return {"task": self.name, "kind": self.kind, "labels": len(self.label_names),
                 "splits": counts, "metrics": list(self.metrics)}
+
+
+def fold_roles(folds: Sequence[str], test_fold: int) -> dict[str, list[str]]:
+    """HEAR's k-fold rotation over the sorted ``folds``: fold ``test_fold`` tests, the next one
+    validates, the rest train (the one rotation of musicrep; probing follows it too)."""
+    if not 0 <= test_fold < len(folds):
+        raise ValueError(f"test_fold must be in 0..{len(folds) - 1}, got {test_fold}")
+    valid = folds[(test_fold + 1) % len(folds)]
+    return {"train": [f for f in folds if f not in (folds[test_fold], valid)], "valid": [valid],
+            "test": [folds[test_fold]]}
 
 
 def check_items(items: Sequence[Item], kind: str, label_names: Sequence[str], *, source: str) -> None:
@@ -195,6 +195,16 @@ def encode_targets(items: Sequence[Item], kind: str, label_names: Sequence[str])
     return out
 
 
+def encode_target(kind: str, label_names: Sequence[str], labels: Iterable[object]) -> np.ndarray:
+    """One track's labels as a float vector (what stores keep and trainers fit): multi-hot over
+    the vocabulary (one-hot for multiclass), or the regression values."""
+    item = Item(id="", path=None, labels=list(labels))
+    encoded = encode_targets([item], kind, label_names)[0]
+    if kind == "multiclass":
+        return np.eye(len(label_names), dtype=np.float32)[encoded]
+    return np.asarray(encoded, dtype=np.float32)
+
+
 # -- helpers for task plugins ----------------------------------------------------------
 def require_dir(path: str | Path, what: str) -> Path:
     """``path`` as an existing folder, or a ``TaskDataError`` saying what was expected there."""
@@ -231,26 +241,6 @@ def split_by_ratio(key: str, ratios: Sequence[float], seed: int,
     return names[len(ratios) - 1]
 
 
-def parse_key(text: str) -> tuple[int, str | None] | None:
-    """("eb minor", "D#:maj", "Gb major", "C") -> (pitch class, "major" | "minor" | None for no
-    mode given), or None when ``text`` is not a key. The one key grammar of musicrep."""
-    match = _KEY_RE.match(text)
-    if not match:
-        return None
-    letter, accidentals, mode = match.groups()
-    pc = _LETTER_PC[letter.upper()] + accidentals.count("#") + accidentals.count("♯") \
-        - accidentals.count("b") - accidentals.count("♭")
-    return pc % 12, None if mode is None else "major" if mode.lower().startswith("maj") else "minor"
-
-
-def normalize_key(text: str) -> str:
-    """A key annotation ("eb minor", "D#:maj", "Gb major") in canonical spelling ("Eb minor")."""
-    parsed = parse_key(text)
-    if parsed is None or parsed[1] is None:
-        raise ValueError(f"not a key annotation: {text!r} (expected e.g. 'Eb minor')")
-    return f"{TONICS[parsed[0]]} {parsed[1]}"
-
-
 def vocabulary(items: Iterable[Item]) -> list[str]:
     """The sorted set of label names the items use."""
     return sorted({label for item in items for label in item.labels})
@@ -259,10 +249,6 @@ def vocabulary(items: Iterable[Item]) -> list[str]:
 def read_lines(path: Path) -> list[str]:
     """Non-empty, stripped lines of a small text file (split lists, singer lists)."""
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def metric_names(kind: str, override: Sequence[str] | None = None) -> list[str]:
-    return list(override) if override else list(DEFAULT_METRICS[kind])
 
 
 def as_mapping(value: object, path: Path, what: str) -> Mapping:

@@ -1,4 +1,5 @@
-"""The pretrain stage: supervised or contrastive pre-training of a front end + encoder.
+"""The trainer: supervised or contrastive pre-training of a front end + encoder (the pretrain
+stage, ``musicrep.pipeline.pretrain``, decides what to train and caches the result).
 
 Decoding and cropping happen in data-loader workers; augmentation, the front end and the
 encoder run on the device. Every random draw is a function of (seed, step), and the data
@@ -23,13 +24,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from musicrep import atomic
-from musicrep.audio import BadAudioError
+from musicrep.audio import BadAudioError, random_crop
 from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.errors import MusicrepError, WriteError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
+from musicrep.rundir import ModelDir
 
 
 @dataclass
@@ -56,14 +58,6 @@ class Source:
     target: np.ndarray | None
 
 
-def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``length``-sample crop; a shorter clip is repeated to fill it."""
-    if len(wave) < length:
-        wave = np.tile(wave, -(-length // max(len(wave), 1)))
-    start = int(rng.integers(0, len(wave) - length + 1))
-    return wave[start:start + length]
-
-
 class ClipDataset(Dataset):
     """Decodes a clip and cuts ``views`` random crops of it, seeded by (seed, epoch, index)."""
 
@@ -85,7 +79,7 @@ class ClipDataset(Dataset):
         if wave.size == 0:
             return None
         rng = np.random.default_rng([self.seed, epoch, index])
-        crops = np.stack([crop(wave, self.clip_samples, rng) for _ in range(self.views)])
+        crops = np.stack([random_crop(wave, self.clip_samples, rng, short="tile") for _ in range(self.views)])
         return crops, source.target
 
 
@@ -178,14 +172,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             raise WriteError(path, str(exc).splitlines()[0] if str(exc) else "torch.save failed") from None
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state()}
-
-
 def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Module], sources: list[Source],
           data: TrainingData, settings: TrainSettings, out_dir: Path, *, device: torch.device,
           key: str, notify=None, progress: bool = True) -> dict[str, Any]:
-    """Pre-train in place; resumes from ``out_dir/last.pt`` when its key matches."""
+    """Pre-train in place; resumes from the model folder ``out_dir``'s last checkpoint when its key
+    matches."""
     distributed = init_from_env(device)
     rank, world_size = world()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +190,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
     start, loss_value = 0, float("nan")
-    last = out_dir / "last.pt"
+    last = ModelDir(out_dir).last
     state = load_checkpoint(last, device)
     if state is not None and state.get("key") == key:
         module.load_state_dict(state["module"])
@@ -208,7 +199,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
         start, loss_value = state["step"], state.get("loss", loss_value)
     runner = nn.parallel.DistributedDataParallel(module) if distributed else module
     if notify and is_main():
-        notify("musicrep_on_stage_start", stage="pretrain", info={"start_step": start, "steps": settings.steps})
+        notify("musicrep_on_train_start", start_step=start, steps=settings.steps)
 
     clip_samples = round(settings.clip_seconds * embedder.sample_rate)
     dataset = ClipDataset(sources, embedder.sample_rate, clip_samples, objective.views, settings.seed)

@@ -1,12 +1,12 @@
 """Built-in encoders: features ``[B, F, frames]`` -> embeddings ``[B, D]``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from musicrep.config import invalid
+from musicrep.config import interval, items, positive
 from musicrep.hookspecs import Factories, hookimpl
 
 
@@ -15,17 +15,9 @@ class FCN(nn.Module):
 
     @dataclass
     class Config:
-        channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-        dim: int = 128
-        dropout: float = 0.0
-
-        def __post_init__(self) -> None:
-            if not self.channels or any(c <= 0 for c in self.channels):
-                raise invalid("channels", f"needs positive channel counts, got {self.channels}")
-            if self.dim <= 0:
-                raise invalid("dim", f"must be positive, got {self.dim}")
-            if not 0 <= self.dropout < 1:
-                raise invalid("dropout", f"must be in [0, 1), got {self.dropout}")
+        channels: list[int] = items(positive(), [16, 32, 64, 128])
+        dim: int = positive(128)
+        dropout: float = interval(0, 1, 0.0, high_open=True)
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -66,18 +58,9 @@ class ResNet(nn.Module):
 
     @dataclass
     class Config:
-        channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-        blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
-        dim: int = 256
-
-        def __post_init__(self) -> None:
-            if not self.channels or any(c <= 0 for c in self.channels):
-                raise invalid("channels", f"needs positive channel counts, got {self.channels}")
-            if len(self.blocks) != len(self.channels) or any(b <= 0 for b in self.blocks):
-                raise invalid("blocks", f"needs one positive block count per stage ({len(self.channels)} "
-                              f"stages), got {self.blocks}")
-            if self.dim <= 0:
-                raise invalid("dim", f"must be positive, got {self.dim}")
+        channels: list[int] = items(positive(), [32, 64, 128, 256])
+        blocks: list[int] = items(positive(), [2, 2, 2, 2], length="channels")  # one per stage
+        dim: int = positive(256)
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -102,14 +85,8 @@ class MelStats(nn.Module):
 
     @dataclass
     class Config:
-        n_features: int = 128
-        n_mfcc: int = 20
-
-        def __post_init__(self) -> None:
-            if self.n_features <= 0:
-                raise invalid("n_features", f"must be positive, got {self.n_features}")
-            if not 0 <= self.n_mfcc <= self.n_features:
-                raise invalid("n_mfcc", f"must be in [0, n_features], got {self.n_mfcc}")
+        n_features: int = positive(128)
+        n_mfcc: int = interval(0, "n_features", 20)
 
     def __init__(self, config: Config) -> None:
         super().__init__()

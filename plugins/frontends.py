@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from musicrep import ops
-from musicrep.config import invalid
+from musicrep.config import interval, invalid, non_negative, positive
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.ops.mel_args import MelArgs, check_wave, mel_args
+from musicrep.ops.validate import MAX_N_FFT
 from musicrep.ops.reference.mel import log_compress
 
 LogMode = Literal["none", "log", "db", "log1p", "log10p"]
@@ -33,26 +34,31 @@ def _invalid_from(exc: ValueError, keys: list[str]) -> Exception:
     return invalid(min(named)[1] if named else keys[0], message)
 
 
+def _nyquist(config: dict) -> float:
+    """Half the sample rate (the ops allow 1e-9 relative slack for rounding)."""
+    return config["sample_rate"] / 2 * (1 + 1e-9)
+
+
 @dataclass
 class MelConfig:
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 256
-    win_length: int | None = None
-    n_mels: int = 128
-    f_min: float = 0.0
-    f_max: float | None = None
+    sample_rate: int = positive(16000)
+    n_fft: int = interval(1, MAX_N_FFT, 1024)
+    hop_length: int = positive(256)
+    win_length: int | None = interval(1, "n_fft", None)
+    n_mels: int = positive(128)
+    f_min: float = non_negative(0.0)
+    f_max: float | None = interval("f_min", _nyquist, None, low_open=True)  # None: Nyquist
     mel_scale: Literal["slaney", "htk"] = "slaney"
     norm: str | float | None = "slaney"
-    power: float = 2.0
+    power: float = positive(2.0)
     center: bool = True
     pad_mode: Literal["reflect", "constant", "replicate"] = "reflect"
     log: LogMode = "log1p"
-    log_floor: float = 1e-10
-    log_scale: float = 1.0
+    log_floor: float = positive(1e-10)
+    log_scale: float = positive(1.0)
 
     def __post_init__(self) -> None:
-        self.args()
+        self.args()  # what the ranges cannot say (the filter norm) in the op's own check
 
     def args(self) -> MelArgs:
         """These settings as checked ``mel_spectrogram`` arguments."""
@@ -133,12 +139,8 @@ class TorchMelFrontend(_MelFrontend):
 
 @dataclass
 class NnAudioMelConfig(MelConfig):
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.norm not in (None, "slaney"):
-            raise invalid("norm", f"nnAudio's mel filters support norm 'slaney' or none, got {self.norm!r}")
-        if self.pad_mode not in ("reflect", "constant"):
-            raise invalid("pad_mode", f"nnAudio pads with 'reflect' or 'constant', got {self.pad_mode!r}")
+    norm: Literal["slaney"] | None = "slaney"  # nnAudio's mel filters have no other norm
+    pad_mode: Literal["reflect", "constant"] = "reflect"  # nor other padding
 
 
 class NnAudioMelFrontend(_MelFrontend):
@@ -166,26 +168,20 @@ class NnAudioMelFrontend(_MelFrontend):
 
 @dataclass
 class CqtConfig:
-    sample_rate: int = 16000
-    hop_length: int = 256
-    f_min: float = 32.70
-    n_bins: int = 84
-    bins_per_octave: int = 12
+    sample_rate: int = positive(16000)
+    hop_length: int = positive(256)
+    f_min: float = positive(32.70)
+    n_bins: int = positive(84)
+    bins_per_octave: int = positive(12)
     log: LogMode = "log1p"
-    log_floor: float = 1e-10
-    log_scale: float = 1.0
+    log_floor: float = positive(1e-10)
+    log_scale: float = positive(1.0)
 
     def __post_init__(self) -> None:
-        for key in ("sample_rate", "hop_length", "n_bins", "bins_per_octave"):
-            if getattr(self, key) <= 0:
-                raise invalid(key, f"must be positive, got {getattr(self, key)}")
-        if self.f_min <= 0:
-            raise invalid("f_min", f"must be positive, got {self.f_min}")
+        # a bound from three fields, said in Hz (a declared bound would read as a bare count)
         top = self.f_min * 2 ** ((self.n_bins - 1) / self.bins_per_octave)
         if top >= self.sample_rate / 2:
             raise invalid("n_bins", f"the top bin ({top:.0f} Hz) must lie below Nyquist ({self.sample_rate / 2:.0f} Hz)")
-        if self.log_floor <= 0 or self.log_scale <= 0:
-            raise invalid("log_floor" if self.log_floor <= 0 else "log_scale", "must be positive")
 
 
 class NnAudioCqtFrontend(nn.Module):

@@ -18,7 +18,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from musicrep.config import invalid, path_field
+from musicrep.config import invalid, matches, path_field, positive
 from musicrep.hookspecs import Factories, hookimpl
 
 HEAR_FUNCTIONS = ("load_model", "get_scene_embeddings", "get_timestamp_embeddings")
@@ -29,11 +29,7 @@ class Waveform(nn.Module):
 
     @dataclass
     class Config:
-        sample_rate: int = 16000
-
-        def __post_init__(self) -> None:
-            if self.sample_rate <= 0:
-                raise invalid("sample_rate", f"must be positive, got {self.sample_rate}")
+        sample_rate: int = positive(16000)
 
     hop_length = 1
     n_features = 1
@@ -69,12 +65,11 @@ class HearEncoder(nn.Module):
 
     @dataclass
     class Config:
-        module: str                    # an importable HEAR module, e.g. "hearbaseline.naive"
+        # an importable HEAR module, e.g. "hearbaseline.naive"
+        module: str = matches(r"[^\W\d]\w*(\.[^\W\d]\w*)*", "a dotted module name")
         model_file: str = path_field("")  # its load_model(model_file_path); "" = the module's default
 
         def __post_init__(self) -> None:
-            if not self.module or not all(part.isidentifier() for part in self.module.split(".")):
-                raise invalid("module", f"must be a dotted module name, got {self.module!r}")
             import_hear_module(self.module)
 
     def __init__(self, config: Config) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from musicrep import atomic
 from musicrep.hookspecs import hookimpl
+from musicrep.rundir import ModelDir
 
 _writers: dict[str, Any] = {}
 
@@ -31,20 +32,20 @@ def _step(line: str) -> int | None:
 
 
 @hookimpl
-def musicrep_on_stage_start(stage: str, run_dir: str, info: dict[str, Any]) -> None:
+def musicrep_on_train_start(run_dir: str, start_step: int, steps: int) -> None:
     """A resumed run drops the log lines of steps after its checkpoint (they are redone) and
     the torn line a kill may have left; the log is rewritten atomically."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if stage != "pretrain" or not path.exists():
+    path = ModelDir(Path(run_dir)).training_log
+    if not path.exists():
         return
-    start = info.get("start_step", 0)
-    kept = [line for line in path.read_text().splitlines() if (step := _step(line)) is not None and step <= start]
+    kept = [line for line in path.read_text().splitlines()
+            if (step := _step(line)) is not None and step <= start_step]
     atomic.write_text(path, "".join(line + "\n" for line in kept))
 
 
 @hookimpl
 def musicrep_on_train_step(step: int, metrics: dict[str, float], run_dir: str) -> None:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = ModelDir(Path(run_dir)).training_log
     with atomic.writing(path), open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **metrics}) + "\n")
     writer = _tensorboard(run_dir)

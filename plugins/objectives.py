@@ -1,13 +1,13 @@
 """Built-in pre-training objectives: supervised (on a task's labels) and SimCLR."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrep.config import invalid
+from musicrep.config import interval, items, positive
 from musicrep.errors import MusicrepError
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.objective import Objective, TrainingData
@@ -23,20 +23,12 @@ def mlp(dim: int, hidden: list[int], out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _check_hidden(hidden: list[int], key: str) -> None:
-    if any(h <= 0 for h in hidden):
-        raise invalid(key, f"needs positive layer widths, got {hidden}")
-
-
 class Supervised(Objective):
     """Supervised on a task's labels: cross-entropy, multi-label BCE or MSE, by the task's kind."""
 
     @dataclass
     class Config:
-        hidden: list[int] = field(default_factory=list)  # projector layers before the output head
-
-        def __post_init__(self) -> None:
-            _check_hidden(self.hidden, "hidden")
+        hidden: list[int] = items(positive(), [], min_len=0)  # projector layers before the output head
 
     views = 1
     needs_labels = True
@@ -66,16 +58,9 @@ class SimCLR(Objective):
 
     @dataclass
     class Config:
-        temperature: float = 0.1
-        projection_dim: int = 128
-        hidden: list[int] = field(default_factory=lambda: [512])
-
-        def __post_init__(self) -> None:
-            if not 0 < self.temperature <= 10:
-                raise invalid("temperature", f"must be in (0, 10], got {self.temperature}")
-            if self.projection_dim <= 0:
-                raise invalid("projection_dim", f"must be positive, got {self.projection_dim}")
-            _check_hidden(self.hidden, "hidden")
+        temperature: float = interval(0, 10, 0.1, low_open=True)
+        projection_dim: int = positive(128)
+        hidden: list[int] = items(positive(), [512], min_len=0)
 
     views = 2
 

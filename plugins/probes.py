@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from musicrep.config import invalid
+from musicrep.config import interval, items, non_negative, positive
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.probing import Probe, Score, Split
 
@@ -62,16 +62,12 @@ class _SkModel:
 class LinearProbe(Probe):
     """Logistic regression (ridge for regression) with the regularisation chosen on valid."""
 
+    default = True  # the paper's protocol
+
     @dataclass
     class Config:
-        c_grid: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0, 10.0])
-        max_iter: int = 1000
-
-        def __post_init__(self) -> None:
-            if not self.c_grid or any(c <= 0 for c in self.c_grid):
-                raise invalid("c_grid", f"needs positive values, got {self.c_grid}")
-            if self.max_iter <= 0:
-                raise invalid("max_iter", f"must be positive, got {self.max_iter}")
+        c_grid: list[float] = items(positive(), [1e-3, 1e-2, 1e-1, 1.0, 10.0])
+        max_iter: int = positive(1000)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -98,11 +94,7 @@ class KNNProbe(Probe):
 
     @dataclass
     class Config:
-        k_grid: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
-
-        def __post_init__(self) -> None:
-            if not self.k_grid or any(k <= 0 for k in self.k_grid):
-                raise invalid("k_grid", f"needs positive values, got {self.k_grid}")
+        k_grid: list[int] = items(positive(), [1, 5, 10, 20])
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -201,29 +193,13 @@ class MLPProbe(Probe):
     class Config:
         # The default grid covers every configuration MULE's probes chose (docs/probes.md), plus
         # lr 1e-3 for small datasets where their 1e-4 / 5e-5 would stop before converging.
-        hidden: list[int] = field(default_factory=lambda: [0, 512])   # 0: no hidden layer (linear)
-        lr: list[float] = field(default_factory=lambda: [1e-3, 1e-4, 5e-5])
-        weight_decay: list[float] = field(default_factory=lambda: [0.0, 2e-6])
-        dropout: list[float] = field(default_factory=lambda: [0.0, 0.5])
-        epochs: int = 100
-        patience: int = 10
-        batch_size: int = 64
-
-        def __post_init__(self) -> None:
-            for key in ("hidden", "lr", "weight_decay", "dropout"):
-                if not getattr(self, key):
-                    raise invalid(key, "needs at least one value")
-            if any(h < 0 for h in self.hidden):
-                raise invalid("hidden", f"layer widths must be >= 0, got {self.hidden}")
-            if any(v <= 0 for v in self.lr):
-                raise invalid("lr", f"must be positive, got {self.lr}")
-            if any(v < 0 for v in self.weight_decay):
-                raise invalid("weight_decay", f"must not be negative, got {self.weight_decay}")
-            if any(not 0 <= v < 1 for v in self.dropout):
-                raise invalid("dropout", f"must be in [0, 1), got {self.dropout}")
-            for key in ("epochs", "patience", "batch_size"):
-                if getattr(self, key) <= 0:
-                    raise invalid(key, f"must be positive, got {getattr(self, key)}")
+        hidden: list[int] = items(non_negative(), [0, 512])  # 0: no hidden layer (linear)
+        lr: list[float] = items(positive(), [1e-3, 1e-4, 5e-5])
+        weight_decay: list[float] = items(non_negative(), [0.0, 2e-6])
+        dropout: list[float] = items(interval(0, 1, high_open=True), [0.0, 0.5])
+        epochs: int = positive(100)
+        patience: int = positive(10)
+        batch_size: int = positive(64)
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from musicrep.config import invalid
+from musicrep.config import interval, items, positive
 from musicrep.hookspecs import Factories, hookimpl
 
 #: Gains that make GELU / ReLU preserve unit variance on unit-normal input (NFNet's constants,
@@ -276,24 +276,14 @@ class SFNFNet(nn.Module):
     @dataclass
     class Config:
         preset: Literal["f0", "s0", "tiny"] = "f0"
-        width: Optional[float] = None            # channel multiplier; None: the preset's
-        depths: Optional[list[int]] = None       # blocks per stage (4 values); None: the preset's
-        alpha: float = 0.2
+        # channel multiplier; None: the preset's (1.25 at f0's depths is 97M parameters)
+        width: Optional[float] = interval(0, 1.25, None, low_open=True)
+        depths: Optional[list[int]] = items(positive(), None, length=4)  # blocks per stage; None: the preset's
+        alpha: float = interval(0, 1, 0.2, low_open=True)
         activation: Literal["gelu", "relu"] = "gelu"
         standardize: bool = True                 # per-slice mean/std normalisation, as MULE
-        std_floor: float = 0.01
+        std_floor: float = positive(0.01)
         channels_last: bool = True               # NHWC convolutions: faster on CPUs
-
-        def __post_init__(self) -> None:
-            if self.width is not None and not 0 < self.width <= 1.25:
-                raise invalid("width", f"must be in (0, 1.25] (1.25 at f0's depths is 97M parameters), "
-                                       f"got {self.width}")
-            if self.depths is not None and (len(self.depths) != 4 or any(d < 1 for d in self.depths)):
-                raise invalid("depths", f"needs 4 positive block counts, got {self.depths}")
-            if not 0 < self.alpha <= 1:
-                raise invalid("alpha", f"must be in (0, 1], got {self.alpha}")
-            if not self.std_floor > 0:
-                raise invalid("std_floor", f"must be positive, got {self.std_floor}")
 
     def __init__(self, config: Config | None = None) -> None:
         super().__init__()

@@ -243,6 +243,21 @@ def test_random_crop_is_a_window_of_the_wave(nprng):
     np.testing.assert_array_equal(fit_length(x[:5], 8), np.r_[x[:5], 0, 0, 0])
 
 
+@pytest.mark.parametrize("n", [1, 7, 50, 99, 100, 101, 1000])
+def test_tiled_random_crop_repeats_a_short_wave(nprng, n):
+    """``short="tile"`` (pre-training's crops): a short clip repeated to fill the crop, then cut
+    at a uniform start of the repeated wave, drawn exactly as ``np.tile`` + ``rng.integers``."""
+    x = nprng.standard_normal(n).astype(np.float32)
+    seed = int(nprng.integers(2**32))
+    got = random_crop(x, 100, np.random.default_rng(seed), short="tile")
+    tiled = np.tile(x, -(-100 // n)) if n < 100 else x
+    start = int(np.random.default_rng(seed).integers(0, len(tiled) - 100 + 1))
+    np.testing.assert_array_equal(got, tiled[start:start + 100])
+    assert got.shape == (100,) and np.all(np.isin(got, x))
+    with pytest.raises(ValueError, match="short must be"):
+        random_crop(x, 100, nprng, short="wrap")
+
+
 @pytest.mark.parametrize("dtype", [np.int16, np.int32])
 @pytest.mark.parametrize("channels", [1, 2, 3])
 def test_pcm_kernels_match_numpy(nprng, dtype, channels):

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import musicrep
-from musicrep.embed import encode_target, extract
+from musicrep.embed import extract
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
 from musicrep.probing import probe_store
+from musicrep.tasks import encode_target
 from musicrep.train import Source, TrainSettings, train
 
 SEED = 1

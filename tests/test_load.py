@@ -100,3 +100,27 @@ def test_centred_windows_follow_mule() -> None:
         torch.testing.assert_close(window, features[:, start:start + 300])
     with pytest.raises(ValueError, match="windowing"):
         Embedder(torch.nn.Identity(), torch.nn.Identity(), windowing="middle")
+
+
+def test_a_run_reloads_with_its_own_embed_settings(tmp_path: Path, fakes) -> None:
+    """The saved [embed] is read through the same spec the run used, so every windowing key
+    (``windowing = "centered"`` as in the MULE recipes) and every default survives a reload."""
+    original = write_run(tmp_path / "run", "mine", seed=5)
+    toml = tmp_path / "run" / "pipeline.toml"
+    toml.write_text('[embed]\nwindow = 1.0\nhop = 0.5\npooling = "mean+std"\nwindowing = "centered"\n')
+    model = musicrep.load_model(tmp_path / "run")
+    assert (model.embedder.windowing, model.embedder.window_seconds, model.embedder.hop_seconds,
+            model.embedder.pooling) == ("centered", 1.0, 0.5, "mean+std")
+    original.windowing = "centered"
+    wave = torch.randn(1, 8000 * 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected_timeline, expected_offsets = original.timeline(wave)
+    timeline, offsets = model.timeline(wave)
+    torch.testing.assert_close(offsets, expected_offsets)
+    torch.testing.assert_close(timeline, expected_timeline)
+    assert musicrep.load_model(tmp_path / "run", windowing="start").embedder.windowing == "start"  # overrides win
+    toml.write_text('[embed]\nwindow = 1.0\nhop = 0.5\npooling = "mean+std"\n')  # the spec's default
+    assert musicrep.load_model(tmp_path / "run").embedder.windowing == "start"
+    toml.write_text('[embed]\nwindowing = "middle"\n')
+    with pytest.raises(MusicrepError, match=r"pipeline\.toml \[embed\] key 'windowing'"):
+        musicrep.load_model(tmp_path / "run")

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from musicrep import ops
-from musicrep._native import has_cuda_kernels
+from musicrep._native import has_cuda_kernels, native as native_module
 from musicrep.ops import reference
 
 POW2 = [2, 4, 8, 16, 64, 128, 256, 512, 1024, 2048]
@@ -187,6 +187,22 @@ def test_bad_input_is_a_value_error(op, wave, kwargs: dict, match: str) -> None:
         op(wave, **{**GOOD, **kwargs})
 
 
+def test_numpy_numbers_count_and_bools_do_not(rng: torch.Generator) -> None:
+    """NumPy integers and floats are accepted wherever Python's are (a size read from an array or
+    a config computed with NumPy); a truth value is never a size, a rate or a norm."""
+    wave = torch.randn(1, 2000, generator=rng)
+    kw = dict(sample_rate=np.int64(16000), n_fft=np.int64(255), hop_length=np.int32(64),
+              win_length=np.int16(200), n_mels=np.uint8(20), norm=np.int64(2), f_max=np.float32(7000))
+    plain = {k: v.item() for k, v in kw.items()}
+    for op in (ops.mel_spectrogram, reference.mel_spectrogram):
+        assert torch.equal(op(wave, **kw), op(wave, **plain))
+    assert torch.equal(ops.mel_filterbank(np.int64(16000), np.int64(1023), np.int64(40)),
+                       ops.mel_filterbank(16000, 1023, 40))
+    for bad in (dict(n_fft=True), dict(n_mels=np.bool_(True)), dict(hop_length=False), dict(norm=True),
+                dict(win_length=np.float64(200.0))):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ops.mel_spectrogram(wave, 16000, **bad)
+
 @pytest.mark.parametrize("log", ["none", "log", "log1p"])
 def test_empty_filters_give_zero_energy(rng: torch.Generator, log: str) -> None:
     """More bands than bins: empty filters come out as exactly 0 (or the floor), like the reference."""
@@ -225,3 +241,76 @@ def test_cuda_matches_reference(rng: torch.Generator) -> None:
         case = random_case(r)
         run_case(case, rng, torch.float32, 1e-4, "cuda")
         run_case(case, rng, torch.float64, 1e-10, "cuda")
+
+
+def _table_configs(r: random.Random, count: int) -> list[dict]:
+    """``count`` configurations that each need their own tables (distinct n_fft)."""
+    sizes = r.sample(POW2[2:] + OTHER[3:], count)
+    return [dict(sample_rate=r.choice([8000, 16000, 22050]), n_fft=n, n_mels=r.randint(4, 24),
+                 win_length=r.randint(max(1, n // 2), n), mel_scale=r.choice(["slaney", "htk"]),
+                 norm=r.choice([None, "slaney", 2.0]), pad_mode="constant") for n in sizes]
+
+
+def test_kept_tables_give_the_reference_results(rng: torch.Generator) -> None:
+    """The tables kept per configuration serve later calls: configurations interleaved, cold and
+    warm, agree with the reference (a mixed-up cache key would hand one the other's filters)."""
+    native = native_module()
+    r = random.Random(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    configs = _table_configs(r, 4)
+    wave = torch.randn(2, 3000, generator=rng, dtype=torch.float64)
+    native.mel_table_cache_clear()
+    cold = [ops.mel_spectrogram(wave, **kw) for kw in configs]
+    assert native.mel_table_cache_size() == len(configs)
+    for kw, first in zip(configs[::-1] * 2, cold[::-1] * 2):
+        warm = ops.mel_spectrogram(wave, **kw)
+        assert torch.equal(warm, first), kw
+        assert_close(warm, reference.mel_spectrogram(wave, **kw), "none", 1e-10, str(kw))
+    # float32 keeps its own tables beside float64's
+    ops.mel_spectrogram(wave.float(), **configs[0])
+    assert native.mel_table_cache_size() == len(configs) + 1
+
+
+def test_kept_tables_are_bounded(rng: torch.Generator) -> None:
+    native = native_module()
+    r = random.Random(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    wave = torch.randn(1, 2000, generator=rng)
+    native.mel_table_cache_clear()
+    configs = _table_configs(r, 12)
+    for kw in configs:
+        ops.mel_spectrogram(wave, **kw)
+    assert native.mel_table_cache_size() == 8  # MelTableCache::kCapacity (per dtype)
+    # the oldest were dropped and are rebuilt right
+    assert_close(ops.mel_spectrogram(wave, **configs[0]),
+                 reference.mel_spectrogram(wave.double(), **configs[0]).float(), "none", 1e-4, "rebuilt")
+
+
+def test_threads_share_the_kept_tables(rng: torch.Generator) -> None:
+    """Threads calling with overlapping configurations get what one thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    native = native_module()
+    r = random.Random(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    configs = _table_configs(r, 10) * 3
+    wave = torch.randn(1, 2000, generator=rng)
+    native.mel_table_cache_clear()
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda kw: ops.mel_spectrogram(wave, **kw), configs))
+    native.mel_table_cache_clear()
+    for kw, got in zip(configs, together):
+        assert torch.equal(got, ops.mel_spectrogram(wave, **kw)), kw
+
+
+@pytest.mark.cuda
+def test_cuda_runs_on_the_current_stream(rng: torch.Generator) -> None:
+    """On a side stream, with the kept tables made on another stream, the result is the reference's."""
+    if not has_cuda_kernels():
+        pytest.skip("musicrep._C was built without CUDA kernels")
+    kw = dict(sample_rate=16000, n_fft=512, n_mels=40)
+    wave = torch.randn(3, 8000, generator=rng).cuda()
+    ops.mel_spectrogram(wave, **kw)  # the tables are made (on the default stream)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        got = ops.mel_spectrogram(wave, **kw)
+    torch.cuda.current_stream().wait_stream(side)
+    assert_close(got.cpu(), reference.mel_spectrogram(wave.cpu().double(), **kw).float(), "none", 1e-4, "side stream")

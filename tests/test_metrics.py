@@ -6,7 +6,8 @@ import pytest
 from sklearn import metrics as skm
 
 from musicrep.errors import MusicrepError
-from musicrep.metrics import accuracy, key_score, key_weighted, parse_key, pr_auc, r2, roc_auc
+from musicrep.keys import parse_key
+from musicrep.metrics import accuracy, key_score, key_weighted, pr_auc, r2, roc_auc
 
 
 def test_classification_metrics_match_sklearn() -> None:

@@ -200,3 +200,70 @@ def test_a_model_pretrained_with_another_config_stops_before_any_work(tmp_path: 
     assert final.stat().st_mtime_ns == mtime
     run_pipeline(path, registry=registry, force=["pretrain"])  # new weights: embeddings follow without a conflict
     assert json.loads(final.with_name("pretrain.json").read_text())["summary"]["steps"] == 3
+
+
+PRETRAINED = """
+[models.small.pretrain]
+objective = {{ type = "simclr", hidden = [8], projection_dim = 8 }}
+data = ["tones"]
+steps = {steps}
+batch_size = 4
+clip_seconds = 0.5
+warmup_steps = 1
+"""
+
+
+def test_every_stage_announces_its_start_and_end_once_per_run_cached_or_not(tmp_path: Path,
+                                                                          registry: Registry) -> None:
+    """A recording plugin sees each stage start and end exactly once per run, in order, whether
+    the stage computed (first run, a forced stage) or found all its results cached."""
+    from musicrep.hookspecs import hookimpl
+
+    events: list[tuple[str, str, dict]] = []
+
+    class Recorder:
+        @hookimpl
+        def musicrep_on_stage_start(self, stage, run_dir, info):
+            events.append(("start", stage, info))
+
+        @hookimpl
+        def musicrep_on_stage_end(self, stage, run_dir, summary):
+            events.append(("end", stage, summary))
+
+        @hookimpl
+        def musicrep_on_train_start(self, run_dir, start_step, steps):
+            events.append(("train", str(start_step), {"steps": steps, "run_dir": run_dir}))
+
+    registry.register(Recorder(), name="recorder", package="tests")
+    path = write_pipeline(tmp_path)
+    path.write_text(path.read_text() + PRETRAINED.format(steps=3))
+    stages = ["pretrain", "embed", "probe", "report"]
+
+    def run(**kwargs) -> dict[str, dict]:
+        events.clear()
+        run_pipeline(path, registry=registry, **kwargs)
+        trained = [e for e in events if e[0] == "train"]
+        staged = [e for e in events if e[0] != "train"]
+        assert [(kind, stage) for kind, stage, _ in staged] == [(k, s) for s in stages for k in ("start", "end")]
+        for kind, stage, info in staged:
+            if kind == "start":
+                assert info["models"] == ["small", "other"] and info["tasks"] == ["tones"]
+        ends = {stage: summary for kind, stage, summary in staged if kind == "end"}
+        ends["train"] = trained
+        return ends
+
+    first = run()
+    assert [not first[s]["cached"] for s in stages] == [True, True, True, True]
+    assert first["pretrain"]["models"]["small"]["steps"] == 3
+    assert first["embed"]["stores"]["other/tones"]["tracks"] == 18
+    assert set(first["probe"]["results"]["small/tones"]) == {"linear", "knn"}
+    assert first["train"] == [("train", "0", {"steps": 3, "run_dir": str(tmp_path / "runs" / "tiny" / "models" / "small")})]
+
+    cached = run()
+    assert [cached[s]["cached"] for s in stages] == [True, True, True, False]  # a report is always rendered
+    assert cached["pretrain"]["models"] == {"small": "cached"} and cached["train"] == []
+    assert set(cached["embed"]["stores"].values()) == {"cached"}
+
+    forced = run(force=["probe"])
+    assert [forced[s]["cached"] for s in stages] == [True, True, False, False]
+    assert all(isinstance(v, float) for v in forced["probe"]["results"]["other/tones"].values())

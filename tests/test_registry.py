@@ -97,6 +97,17 @@ def test_duplicate_names_name_both_plugins(registry: Registry) -> None:
     assert set(registry.components("encoder")) == {"widget"}
 
 
+def test_components_come_in_hook_call_order_last_registered_first(registry: Registry) -> None:
+    """pluggy calls the plugin registered last first; components() lists in that order and a
+    duplicate's message names the later plugin first."""
+    registry.register(make_plugin("beta", gadget=Widget), name="beta")
+    registry.register(make_plugin("gamma", gizmo=Widget), name="gamma")
+    assert list(registry.components("encoder")) == ["gizmo", "gadget", "widget"]
+    registry.register(make_plugin("delta", widget=Widget), name="delta")
+    with pytest.raises(ComponentError, match="'delta' .* and 'alpha' "):
+        registry.components("encoder")
+
+
 def test_a_raising_hook_is_reported_and_the_others_still_serve(registry: Registry) -> None:
     @hookimpl
     def musicrep_encoders():

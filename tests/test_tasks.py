@@ -11,8 +11,8 @@ import soundfile as sf
 
 import musicrep
 from musicrep.errors import ConfigError
-from musicrep.tasks import (KEY_NAMES, Item, Task, TaskDataError, check_items, encode_targets,
-                            normalize_key, split_by_ratio)
+from musicrep.keys import KEY_NAMES, normalize_key
+from musicrep.tasks import Item, Task, TaskDataError, check_items, encode_targets, split_by_ratio
 
 SR = 16000
 

@@ -12,7 +12,7 @@ from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
 from musicrep.plugins.encoders import FCN
 from musicrep.plugins.objectives import Supervised
-from musicrep.embed import encode_target
+from musicrep.tasks import encode_target
 from musicrep.train import Source, TrainSettings, train
 from pipeline_fakes import FrameFrontend, ToneTask
 

@@ -9,9 +9,14 @@ functions validate their arguments so that no bad input reaches compiled code.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from musicrep.audio import reference
+from musicrep.checks import positive_int
+
+SAMPLES = " (samples)"  # the unit positive_int's message names
 
 try:
     import numba
@@ -70,16 +75,10 @@ def _wave(x: np.ndarray, name: str = "x") -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer (samples), got {value!r}")
-    return int(value)
-
-
 def n_frames(n_samples: int, window: int, hop: int) -> int:
     """How many windows ``frame`` returns for a wave of ``n_samples`` samples."""
-    return reference.n_frames(_positive_int(n_samples, "n_samples"), _positive_int(window, "window"),
-                              _positive_int(hop, "hop"))
+    return reference.n_frames(positive_int("n_samples", n_samples, SAMPLES),
+                              positive_int("window", window, SAMPLES), positive_int("hop", hop, SAMPLES))
 
 
 def frame(x: np.ndarray, window: int, hop: int) -> np.ndarray:
@@ -89,7 +88,7 @@ def frame(x: np.ndarray, window: int, hop: int) -> np.ndarray:
     embedding.
     """
     x = _wave(x)
-    window, hop = _positive_int(window, "window"), _positive_int(hop, "hop")
+    window, hop = positive_int("window", window, SAMPLES), positive_int("hop", hop, SAMPLES)
     count = reference.n_frames(x.shape[0], window, hop)
     return _copy_windows(x, np.arange(count, dtype=np.int64) * hop, window)
 
@@ -97,7 +96,7 @@ def frame(x: np.ndarray, window: int, hop: int) -> np.ndarray:
 def crop(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """Crops ``[len(starts), length]`` of ``x`` at the given starts, zero-padded past the end."""
     x = _wave(x)
-    length = _positive_int(length, "length")
+    length = positive_int("length", length, SAMPLES)
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     if starts.ndim != 1:
         raise ValueError(f"starts must be 1-D, got shape {starts.shape}")
@@ -109,21 +108,29 @@ def crop(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
 
 def random_crop_starts(n_samples: int, length: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` uniform crop starts for crops of ``length`` inside ``n_samples`` (0 if shorter)."""
-    n_samples, length = _positive_int(n_samples, "n_samples"), _positive_int(length, "length")
-    count = _positive_int(count, "count")
+    n_samples = positive_int("n_samples", n_samples, SAMPLES)
+    length = positive_int("length", length, SAMPLES)
+    count = positive_int("count", count, SAMPLES)
     return rng.integers(0, max(n_samples - length, 0) + 1, size=count, dtype=np.int64)
 
 
-def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """One crop ``[length]`` at a uniform position; a shorter wave is zero-padded at the end."""
+def random_crop(x: np.ndarray, length: int, rng: np.random.Generator, *,
+                short: Literal["pad", "tile"] = "pad") -> np.ndarray:
+    """One crop ``[length]`` at a uniform position. A shorter wave is zero-padded at the end
+    (``short="pad"``) or repeated until it fills a crop (``"tile"``, what pre-training uses, so
+    that no view of a short clip is part silence), then cropped at a uniform position."""
     x = _wave(x)
+    if short == "tile" and x.shape[0] < length:
+        x = np.tile(x, -(-length // x.shape[0]))
+    elif short not in ("pad", "tile"):
+        raise ValueError(f"short must be 'pad' or 'tile', got {short!r}")
     return crop(x, random_crop_starts(x.shape[0], length, 1, rng), length)[0]
 
 
 def fit_length(x: np.ndarray, length: int) -> np.ndarray:
     """``x`` cut or zero-padded at the end to exactly ``length`` samples."""
     x = _wave(x)
-    length = _positive_int(length, "length")
+    length = positive_int("length", length, SAMPLES)
     if x.shape[0] >= length:
         return x[:length].copy()
     return np.concatenate([x, np.zeros(length - x.shape[0], dtype=np.float32)])

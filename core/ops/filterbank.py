@@ -15,8 +15,8 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, f_min: float = 0
     ``norm``: ``None``, ``"slaney"`` (area normalisation) or a number p (each filter scaled to
     unit L_p norm, as librosa's ``norm=p``). Computed in float64, returned in ``dtype``.
     """
-    validate.n_fft(n_fft)
-    validate.positive_int("n_mels", n_mels)
+    n_fft = validate.n_fft(n_fft)
+    n_mels = validate.positive_int("n_mels", n_mels)
     validate.choice("mel_scale", mel_scale, ("slaney", "htk"))
     f_min, f_max = validate.frequency_range(sample_rate, f_min, f_max)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):

@@ -24,6 +24,8 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
     Framing, window and frame count follow ``torch.stft`` (a Hann window of ``win_length``
     centred in ``n_fft``; ``center`` pads ``n_fft // 2`` each side with ``pad_mode``), the filters
     ``librosa.filters.mel``. The spectrum never leaves the kernel, so memory is the output only.
+    ``pad_mode``: ``"reflect"``, ``"constant"`` (zeros) or ``"replicate"`` (repeat the end
+    samples: librosa's and NumPy's ``"edge"``).
 
     ``log``: ``"none"``; ``"log"`` ln(max(x, log_floor)); ``"db"`` 10 log10(max(x, log_floor)),
     optionally clamped to ``top_db`` below each spectrogram's peak; ``"log1p"`` ln(1 + log_scale x);
@@ -54,17 +56,12 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
 
 
 def _compiled(batch: torch.Tensor, args: MelArgs) -> torch.Tensor:
-    def call(stream: int) -> torch.Tensor:
-        return native().mel_spectrogram(
-            batch.contiguous(), args.n_fft, args.hop_length, args.win_length, args.n_mels,
-            args.sample_rate, args.f_min, args.f_max, args.mel_scale == "htk",
-            validate.filter_norm(args.norm), args.power, args.center, PAD_MODES.index(args.pad_mode),
-            LOG_MODES.index(args.log), args.log_floor, args.log_scale, stream)
-
-    if not batch.is_cuda:
-        return call(0)
-    with torch.cuda.device(batch.device):  # the kernel launches on the current device
-        return call(torch.cuda.current_stream(batch.device).cuda_stream)
+    """The fused kernel (on the batch's device and its current stream; the glue picks both)."""
+    return native().mel_spectrogram(
+        batch.contiguous(), args.n_fft, args.hop_length, args.win_length, args.n_mels,
+        args.sample_rate, args.f_min, args.f_max, args.mel_scale == "htk",
+        validate.filter_norm(args.norm), args.power, args.center, PAD_MODES.index(args.pad_mode),
+        LOG_MODES.index(args.log), args.log_floor, args.log_scale)
 
 
 class _MelFunction(torch.autograd.Function):

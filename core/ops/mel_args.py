@@ -60,9 +60,9 @@ def mel_args(sample_rate: float, n_fft: int, hop_length: int | None, win_length:
     win_length = n_fft if win_length is None else validate.positive_int("win_length", win_length)
     if win_length > n_fft:
         raise ValueError(f"win_length={win_length} must not exceed n_fft={n_fft}")
-    hop_length = max(win_length // 4, 1) if hop_length is None else hop_length
-    validate.positive_int("hop_length", hop_length)
-    validate.positive_int("n_mels", n_mels)
+    hop_length = (max(win_length // 4, 1) if hop_length is None
+                  else validate.positive_int("hop_length", hop_length))
+    n_mels = validate.positive_int("n_mels", n_mels)
     f_min, f_max = validate.frequency_range(sample_rate, f_min, f_max)
     power = validate.finite_number("power", power)
     if power <= 0:

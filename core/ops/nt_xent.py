@@ -50,7 +50,7 @@ class _SimilarityLogSumExp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, n_anchors: int, inv_tau: float) -> torch.Tensor:
-        lse = native().nt_xent_lse_forward(u, n_anchors, inv_tau, _stream(u))
+        lse = native().nt_xent_lse_forward(u, n_anchors, inv_tau)
         ctx.save_for_backward(u, lse)
         ctx.n_anchors, ctx.inv_tau = n_anchors, inv_tau
         return lse
@@ -60,12 +60,8 @@ class _SimilarityLogSumExp(torch.autograd.Function):
     def backward(ctx, grad_lse: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         u, lse = ctx.saved_tensors
         grad = native().nt_xent_lse_backward(u, lse, grad_lse.to(lse.dtype).contiguous(), ctx.n_anchors,
-                                             ctx.inv_tau, _stream(u))
+                                             ctx.inv_tau)
         return grad.to(u.dtype), None, None
-
-
-def _stream(t: torch.Tensor) -> int:
-    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: bool = True,

@@ -98,13 +98,7 @@ def resample_shift(x: torch.Tensor, ratio: torch.Tensor | float, start: torch.Te
         raise ValueError("x is on CUDA but musicrep._C was built without CUDA kernels; reinstall "
                          "musicrep with a CUDA build of torch")
     compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    x_in = x.detach().to(compute).contiguous()
-    if x.device.type == "cuda":
-        with torch.cuda.device(x.device):  # the kernel launches on the current device
-            stream = torch.cuda.current_stream(x.device).cuda_stream
-            out = native().resample_shift(x_in, ratio, start, length, zeros, stream)
-    else:
-        out = native().resample_shift(x_in, ratio, start, length, zeros, 0)
+    out = native().resample_shift(x.detach().to(compute).contiguous(), ratio, start, length, zeros)
     return out.to(x.dtype)
 
 

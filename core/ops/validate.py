@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING
+
+from musicrep.checks import choice, finite_number, positive_int  # the kit's argument checks
+
+__all__ = ["MAX_N_FFT", "choice", "filter_norm", "finite_number", "frequency_range", "has_data",
+           "n_fft", "native_device", "positive_int"]
 
 if TYPE_CHECKING:
     import torch
@@ -32,24 +38,6 @@ def native_device(name: str, tensor: "torch.Tensor") -> None:
         raise ValueError(f"{name} must be on the CPU or a CUDA device, got {tensor.device}")
 
 
-def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def finite_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def choice(name: str, value: object, options: tuple) -> object:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
-    return value
-
-
 def frequency_range(sample_rate: float, f_min: float, f_max: float | None) -> tuple[float, float]:
     """``(f_min, f_max)`` with ``f_max`` defaulting to Nyquist; both within ``[0, Nyquist]``."""
     sample_rate = finite_number("sample_rate", sample_rate)
@@ -71,6 +59,6 @@ def filter_norm(norm: object) -> float:
         return 0.0
     if norm == "slaney":
         return -1.0
-    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm > 0 and math.isfinite(norm):
+    if not isinstance(norm, bool) and isinstance(norm, numbers.Real) and norm > 0 and math.isfinite(norm):
         return float(norm)
     raise ValueError(f"norm must be None, 'slaney' or a positive number p (unit L_p norm), got {norm!r}")

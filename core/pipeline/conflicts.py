@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from musicrep.errors import ConfigError
+from musicrep.pipeline.context import RunContext
+from musicrep.pipeline.embed import store_config
+from musicrep.pipeline.pretrain import pretrain_description
+from musicrep.train import training_key
 
 
 def as_stored(value: Any) -> Any:
@@ -50,19 +54,31 @@ def differences(before: dict[str, Any], after: dict[str, Any], limit: int = 3) -
     return lines
 
 
-def stored_pretraining(model_dir: Path) -> dict[str, Any] | None:
-    """``{"key", "description"}`` of the finished pre-training in ``model_dir``, if any."""
-    record = model_dir / "pretrain.json"
-    if not record.exists():
-        return None
-    try:
-        return json.loads(record.read_text())
-    except ValueError:
-        return None
-
-
 def conflict(spec_path: Path, model_name: str, what: str, changes: list[str], stage: str) -> ConfigError:
     return ConfigError(
         f"the run directory holds {what} made with another config "
         f"({'; '.join(changes)}); running would replace them. Give the model a new name to keep both, "
         f"or pass --force {stage} to replace them", file=str(spec_path), section=f"models.{model_name}")
+
+
+def check_run(context: RunContext) -> None:
+    """Refuse, before any work, to replace results this run directory made with another config."""
+    spec, run = context.spec, context.run
+    for model in spec.models.values():
+        if model.pretrain is not None and not context.forced("pretrain"):
+            stored = run.pretrain_status(model.name)
+            description = pretrain_description(context, model)
+            if stored is not None and stored.get("key") != training_key(description):
+                changes = differences(stored.get("description", {}), description)
+                raise conflict(spec.path, model.name, f"the pre-training of model '{model.name}'", changes,
+                               "pretrain")
+        if context.forced("embed"):
+            continue
+        for task_name in spec.tasks:
+            stored = run.stored_provenance(model.name, task_name)
+            if stored is None:
+                continue
+            before, after = config_of(stored), as_stored(store_config(context, model, task_name))
+            if before != after:
+                raise conflict(spec.path, model.name, f"model '{model.name}''s embeddings of task '{task_name}'",
+                               differences(before, after), "embed")

@@ -1,4 +1,5 @@
-"""The pretrain stage of a pipeline: gather the data, train (or resume), cache the weights."""
+"""The pretrain stage: build every model; pre-train those with a ``pretrain`` table (the trainer,
+``musicrep.train``, does the training), or load the result of an identical earlier run."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -9,10 +10,12 @@ import numpy as np
 import torch
 
 from musicrep import atomic
-from musicrep.embed import encode_target
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
+from musicrep.pipeline.context import RunContext, StageOutcome, build_model, log
+from musicrep.pipeline.spec import ModelSpec
+from musicrep.tasks import encode_target
 from musicrep.train import Source, TrainSettings, load_checkpoint, save_checkpoint, train, training_key
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -48,12 +51,13 @@ class AudioFolder:
         return load(item.path, sample_rate)
 
 
-def gather_sources(run: Any, model: Any, tasks: dict[str, Any]) -> tuple[list[Source], TrainingData]:
+def gather_sources(context: RunContext, model: ModelSpec) -> tuple[list[Source], TrainingData]:
     """The clips to pre-train on: each named task's train split, each named folder's files."""
+    tasks = context.tasks
     sources: list[Source] = []
     labelled = [name for name in model.pretrain.data if name in tasks]
     data = TrainingData(None, 0)
-    if model.objective and getattr(run.registry.info("objective", model.objective.name).factory,
+    if model.objective and getattr(context.registry.info("objective", model.objective.name).factory,
                                    "needs_labels", False):
         if len(labelled) != 1 or len(model.pretrain.data) != 1:
             raise MusicrepError(f"model '{model.name}': supervised pre-training takes exactly one task in "
@@ -61,56 +65,71 @@ def gather_sources(run: Any, model: Any, tasks: dict[str, Any]) -> tuple[list[So
         task = tasks[labelled[0]]
         data = TrainingData(task.kind, len(task.label_names))  # classes, labels, or regression targets
     for name in model.pretrain.data:
-        source = tasks[name] if name in tasks else AudioFolder(run.spec.path.parent / name)
+        source = tasks[name] if name in tasks else AudioFolder(context.spec.path.parent / name)
         for item in source.items("train") if name in tasks else source.items():
             target = None if data.kind is None else encode_target(data.kind, list(source.label_names), item.labels)
             sources.append(Source(source, item, target))
     return sources, data
 
 
-def pretrain_description(run: Any, model: Any) -> dict[str, Any]:
+def pretrain_description(context: RunContext, model: ModelSpec) -> dict[str, Any]:
     """Everything that determines a pre-trained model; its hash is the stage's cache key."""
+    spec = context.spec
     return {
         **model.describe(),
         "objective": model.objective.describe(), "augmentations": [a.describe() for a in model.augmentations],
-        "pretrain": asdict(model.pretrain), "data": {n: run.spec.tasks[n].describe() if n in run.spec.tasks else n
+        "pretrain": asdict(model.pretrain), "data": {n: spec.tasks[n].describe() if n in spec.tasks else n
                                                      for n in model.pretrain.data},
-        "seed": run.spec.run.seed,
+        "seed": spec.run.seed,
     }
 
 
-def cached_weights(run: Any, model: Any) -> dict[str, torch.Tensor] | None:
+def cached_weights(context: RunContext, model: ModelSpec) -> dict[str, torch.Tensor] | None:
     """The weights of an identical earlier pre-training of ``model``, if there is one."""
-    if "pretrain" in run.force:
+    if context.forced("pretrain"):
         return None
-    state = load_checkpoint(run.run_dir / "models" / model.name / "final.pt")
-    if state is None or state.get("key") != training_key(pretrain_description(run, model)):
+    state = load_checkpoint(context.run.model(model.name).final)
+    if state is None or state.get("key") != training_key(pretrain_description(context, model)):
         return None
     return state["embedder"]
 
 
-def pretrain_stage(run: Any, model: Any, embedder: Embedder, tasks: dict[str, Any]) -> None:
-    """Pre-train ``embedder`` in place, or load the cached result of an identical earlier run."""
-    out_dir = run.run_dir / "models" / model.name
+def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) -> dict[str, Any] | None:
+    """Pre-train ``embedder`` in place and return the trainer's summary, or load the cached result
+    of an identical earlier run and return None."""
+    folder = context.run.model(model.name)
     fields = {k: v for k, v in asdict(model.pretrain).items() if k != "data"}
-    settings = TrainSettings(**fields, seed=run.spec.run.seed)
-    description = pretrain_description(run, model)
+    settings = TrainSettings(**fields, seed=context.spec.run.seed)
+    description = pretrain_description(context, model)
     key = training_key(description)
-    final = out_dir / "final.pt"
-    cached = cached_weights(run, model)
+    cached = cached_weights(context, model)
     if cached is not None:
         embedder.load_state_dict(cached)
-        run.log(f"pretrain {model.name}: cached")
-        return
-    if "pretrain" in run.force and (out_dir / "last.pt").exists():
-        (out_dir / "last.pt").unlink()
-    sources, data = gather_sources(run, model, tasks)
-    objective = model.objective.create(run.registry)
-    augmentations = [a.create(run.registry) for a in model.augmentations]
-    summary = train(embedder, objective, augmentations, sources, data, settings, out_dir, device=run.device,
-                    key=key, notify=lambda hook, **kw: run.registry.notify(hook, run_dir=str(out_dir), **kw))
+        log(f"pretrain {model.name}: cached")
+        return None
+    if context.forced("pretrain") and folder.last.exists():
+        folder.last.unlink()
+    sources, data = gather_sources(context, model)
+    objective = model.objective.create(context.registry)
+    augmentations = [a.create(context.registry) for a in model.augmentations]
+    summary = train(embedder, objective, augmentations, sources, data, settings, folder.path, device=context.device,
+                    key=key, notify=lambda hook, **kw: context.registry.notify(hook, run_dir=str(folder.path), **kw))
     save_checkpoint({"key": key, "embedder": embedder.state_dict(), "description": description,
-                     "summary": summary}, final)
-    atomic.write_json(out_dir / "pretrain.json", {"key": key, "description": description, "summary": summary})
-    run.log(f"pretrain {model.name}: {summary['steps']} steps, final loss {summary['final_loss']:.4f}, "
-            f"{summary['clips_per_s']:.1f} clips/s")
+                     "summary": summary}, folder.final)
+    atomic.write_json(folder.record, {"key": key, "description": description, "summary": summary})
+    log(f"pretrain {model.name}: {summary['steps']} steps, final loss {summary['final_loss']:.4f}, "
+        f"{summary['clips_per_s']:.1f} clips/s")
+    return summary
+
+
+def run(context: RunContext, inputs: None = None) -> StageOutcome:
+    """Every model, ready to embed: ``{model name: Embedder}``."""
+    embedders: dict[str, Embedder] = {}
+    trained: dict[str, Any] = {}
+    for model in context.spec.models.values():
+        embedders[model.name] = build_model(context, model)
+        if model.pretrain is not None:
+            trained[model.name] = pretrain_model(context, model, embedders[model.name])
+    summary = {"models": {name: "cached" if s is None else s for name, s in trained.items()},
+               "cached": all(s is None for s in trained.values())}
+    return StageOutcome(embedders, summary)

@@ -7,14 +7,12 @@ and the key.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from musicrep.config import build_config, invalid, unknown_key_message
+from musicrep.config import build_config, interval, items, matches, non_negative, positive, unknown_key_message
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.registry import Registry, default_registry
 
@@ -41,74 +39,42 @@ class ComponentRef:
 class RunSection:
     name: str = "run"
     dir: str | None = None
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
-            raise invalid("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if not 0 <= self.seed < 2**32:  # NumPy and scikit-learn take seeds in [0, 2**32)
-            raise invalid("seed", f"must be in [0, 2**32), got {self.seed}")
-
-
-def _positive(value: float) -> bool:
-    """A finite number > 0 (NaN and inf are not: they pass a plain ``<= 0`` check)."""
-    return math.isfinite(value) and value > 0
+    seed: int = interval(0, 2**32, 0, high_open=True)  # NumPy and scikit-learn take seeds in [0, 2**32)
+    device: str = matches(r"auto|cpu|cuda(:\d+)?", "'auto', 'cpu', 'cuda' or 'cuda:N'", "auto")
 
 
 @dataclass
 class PretrainSection:
     """Pre-training of one model; ``objective`` and ``augmentations`` are component tables."""
 
-    data: list[str]
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    clip_seconds: float = 3.0
-    checkpoint_every: int = 100
-    num_workers: int = 0
+    data: list[str] = items(what="task (or audio folder) to pre-train on")
+    steps: int = positive(1000)
+    batch_size: int = positive(32)
+    lr: float = positive(1e-3)
+    weight_decay: float = non_negative(1e-2)
+    warmup_steps: int = non_negative(100)
+    grad_clip: float = non_negative(1.0)
+    clip_seconds: float = positive(3.0)
+    checkpoint_every: int = positive(100)
+    num_workers: int = non_negative(0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-
-    def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "checkpoint_every", "lr", "clip_seconds"):
-            if not _positive(getattr(self, key)):
-                raise invalid(key, f"must be positive, got {getattr(self, key)}")
-        for key in ("warmup_steps", "num_workers", "weight_decay", "grad_clip"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value >= 0):
-                raise invalid(key, f"must be a number >= 0, got {value}")
-        if not self.data:
-            raise invalid("data", "name at least one task (or an audio folder) to pre-train on")
 
 
 @dataclass
 class EmbedSection:
-    window: float = 3.0
-    hop: float = 2.0
-    batch_size: int = 32
+    window: float = positive(3.0, what="positive seconds")
+    hop: float = positive(2.0, what="positive seconds")
+    batch_size: int = positive(32)
     pooling: Literal["mean", "mean+std"] = "mean"
     windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
-    checkpoint_every: int = 128  # tracks per atomic part file: the most a kill can lose
-
-    def __post_init__(self) -> None:
-        if self.checkpoint_every <= 0:
-            raise invalid("checkpoint_every", f"must be positive, got {self.checkpoint_every}")
-        if not _positive(self.window):
-            raise invalid("window", f"must be positive seconds, got {self.window}")
-        if not _positive(self.hop):
-            raise invalid("hop", f"must be positive seconds, got {self.hop}")
-        if self.batch_size <= 0:
-            raise invalid("batch_size", f"must be positive, got {self.batch_size}")
+    checkpoint_every: int = positive(128)  # tracks per atomic part file: the most a kill can lose
 
 
 @dataclass
 class ModelSpec:
     """A model to compare: a front end + encoder pair, or a ready model named as in
-    ``musicrep.load_model`` (``load = "mule"`` with ``weights``, or a run / checkpoint path)."""
+    ``musicrep.load_model`` (a name a plugin offers, with ``weights``, or a run / checkpoint path)."""
 
     name: str
     frontend: ComponentRef | None = None
@@ -198,11 +164,11 @@ class _Parser:
         else:
             for key in ("frontend", "encoder"):
                 if key not in table:
-                    raise self.error(f"missing key '{key}' (or name a ready model with load = \"mule\")",
-                                     section, key)
+                    raise self.error(f"missing key '{key}' (or load a ready model: {self.ready_models()}, or a "
+                                     "run)", section, key)
             if "weights" in table:
-                raise self.error("weights go with load = \"mule\"; a frontend + encoder model starts at random "
-                                 "initialisation", section, "weights")
+                raise self.error("weights go with load = a named model; a frontend + encoder model starts at "
+                                 "random initialisation", section, "weights")
             spec = ModelSpec(name, self.component("frontend", table["frontend"], f"{section}.frontend"),
                              self.component("encoder", table["encoder"], f"{section}.encoder"))
         if "pretrain" in table:
@@ -219,24 +185,28 @@ class _Parser:
             spec.pretrain = self.section(PretrainSection, pre, psec)
         return spec
 
-    def loaded_model(self, name: str, table: Mapping[str, Any], section: str) -> ModelSpec:
-        """``load = "mule"`` (``weights`` optional) or ``load = "path/to/run-or-checkpoint"``."""
-        from musicrep.load import RECIPES
+    def ready_models(self) -> str:
+        """The names ``load`` accepts besides a path, for messages."""
+        return ", ".join(self.registry.components("model")) or "none installed"
 
+    def loaded_model(self, name: str, table: Mapping[str, Any], section: str) -> ModelSpec:
+        """``load = NAME`` (a ready model a plugin offers; ``weights`` optional) or
+        ``load = "path/to/run-or-checkpoint"``."""
         for key in ("frontend", "encoder"):
             if key in table:
                 raise self.error(f"'{key}' cannot be combined with load: the loaded model brings its own",
                                  section, key)
         load, weights = table["load"], table.get("weights")
         if not isinstance(load, str) or not load:
-            raise self.error(f"expected a model name ({', '.join(RECIPES)}) or a path, got {load!r}", section, "load")
+            raise self.error(f"expected a model name ({self.ready_models()}) or a path, got {load!r}", section,
+                             "load")
         if weights is not None and not isinstance(weights, str):
             raise self.error(f"expected a path, got {weights!r}", section, "weights")
         base = self.path.parent
-        if load not in RECIPES:
+        if load not in self.registry.components("model"):
             load = str(base / load)
             if not Path(load).exists():
-                raise self.error(f"'{table['load']}' is neither a known model ({', '.join(RECIPES)}) nor an "
+                raise self.error(f"'{table['load']}' is neither a known model ({self.ready_models()}) nor an "
                                  "existing run folder or checkpoint", section, "load")
             if weights is not None:
                 raise self.error("weights go with a named model; a run or checkpoint carries its own",
@@ -246,6 +216,15 @@ class _Parser:
             if not Path(weights).exists():
                 raise self.error(f"no such file or folder: {weights}", section, "weights")
         return ModelSpec(name, load=load, weights=weights)
+
+    def default_probes(self) -> list[str]:
+        """The probes a pipeline that names none runs: those their plugins mark ``default``."""
+        names = [name for name, info in sorted(self.registry.components("probe").items())
+                 if getattr(info.factory, "default", False)]
+        if not names:
+            raise self.error("name the probes to run, e.g. probes = [{ type = \"knn\" }]: no installed probe "
+                             "is a default", "probe", "probes")
+        return names
 
     def parse(self, raw: Mapping[str, Any]) -> PipelineSpec:
         self.check_keys(raw, TOP_LEVEL, None)
@@ -270,7 +249,7 @@ class _Parser:
                                      f"models.{model.name}.pretrain", "data")
         probe_raw = dict(self.table(raw.get("probe", {}), "probe"))
         self.check_keys(probe_raw, PROBE_KEYS, "probe")
-        probes_raw = probe_raw.get("probes", ["linear"])
+        probes_raw = probe_raw["probes"] if "probes" in probe_raw else self.default_probes()
         if not isinstance(probes_raw, list) or not probes_raw:
             raise self.error("expected a non-empty list of probe tables", "probe", "probes")
         probes = [self.component("probe", p, f"probe.probes[{i}]") for i, p in enumerate(probes_raw)]

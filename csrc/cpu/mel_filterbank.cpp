@@ -12,12 +12,13 @@ void mel_filterbank(double* out, int64_t n_mels, int64_t n_fft, double sample_ra
   std::vector<double> edges(n_mels + 2);
   for (int64_t k = 0; k < n_mels + 2; ++k)
     edges[k] = mel_edge_hz(static_cast<int>(k), static_cast<int>(n_mels), f_min, f_max, htk);
-  const double nyquist = sample_rate / 2.0;
+  // the rfft bin spacing as numpy's rfftfreq computes it (librosa's fft_frequencies), so bins
+  // that land on an edge round the same way; for odd n_fft the top bin lies below Nyquist
+  const double bin_hz = 1.0 / (static_cast<double>(n_fft) * (1.0 / sample_rate));
   for (int64_t m = 0; m < n_mels; ++m) {
     double* row = out + m * n_freqs;
     for (int64_t f = 0; f < n_freqs; ++f) {
-      // np.linspace(0, sr / 2, n_freqs), as librosa's fft_frequencies
-      const double hz = n_freqs > 1 ? nyquist * f / (n_freqs - 1) : 0.0;
+      const double hz = static_cast<double>(f) * bin_hz;
       row[f] = mel_triangle(hz, edges[m], edges[m + 1], edges[m + 2]);
     }
     double scale = 1.0;

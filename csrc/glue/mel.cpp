@@ -1,7 +1,10 @@
 // musicrep._C.mel_spectrogram: checks (a backstop: musicrep.ops.mel_spectrogram validates first),
-// the per-call tables, and dispatch to the CPU loop or the CUDA kernels.
+// the tables of the configuration (cached, see glue/mel_table_cache.h), and dispatch to the CPU
+// loop or the CUDA kernels on the wave's device and its current stream.
 #include "cpu/mel.h"
 #include "glue/checks.h"
+#include "glue/cuda_stream.h"
+#include "glue/mel_table_cache.h"
 #include "registry.h"
 #ifdef MUSICREP_WITH_CUDA
 #include "cuda/mel_cuda.h"
@@ -12,29 +15,24 @@ namespace musicrep {
 namespace {
 
 template <typename T>
-at::Tensor host_tensor(const std::vector<T>& v, at::ScalarType type) {
-  return at::from_blob(const_cast<T*>(v.data()), {static_cast<int64_t>(v.size())},
-                       at::TensorOptions().dtype(type)).clone();
-}
-
-template <typename T>
-void run(const at::Tensor& wave, at::Tensor& out, const MelParams& q, int64_t win_length,
-         const cpu::MelFilterSpec& spec, int64_t stream) {
-  const auto tables = cpu::build_mel_tables<T>(q, win_length, spec);
+void run(const at::Tensor& wave, at::Tensor& out, const MelParams& q, const MelTableKey& key,
+         const cpu::MelFilterSpec& spec) {
+  const auto tables = MelTableCache<T>::instance().get(key, q, spec);
   const int64_t batch = wave.size(0);
   if (wave.is_cpu()) {
-    cpu::mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q,
-                            tables.view(tables.reals.data(), tables.ints.data()));
+    cpu::mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q, tables->view());
     return;
   }
 #ifdef MUSICREP_WITH_CUDA
-  const at::Tensor reals = host_tensor(tables.reals, wave.scalar_type()).to(wave.device());
-  const at::Tensor ints = host_tensor(tables.ints, at::kInt).to(wave.device());
-  cuda::launch_mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q,
-                                  tables.view(reals.data_ptr<T>(), ints.data_ptr<int32_t>()),
-                                  reinterpret_cast<cudaStream_t>(stream));
+  const c10::cuda::CUDAGuard guard(wave.device());
+  const c10::cuda::CUDAStream stream = current_stream(wave);
+  // the cache may drop the tables while this launch is queued: the allocator must not hand
+  // their memory on before this stream has read them
+  tables->reals.record_stream(stream);
+  tables->ints.record_stream(stream);
+  cuda::launch_mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q, tables->view(),
+                                  stream.stream());
 #else
-  (void)stream;
   TORCH_CHECK(false, "mel_spectrogram: musicrep._C was built without CUDA kernels");
 #endif
 }
@@ -47,7 +45,7 @@ static at::Tensor mel_spectrogram(const at::Tensor& wave, int64_t n_fft, int64_t
                                   int64_t win_length, int64_t n_mels, double sample_rate,
                                   double f_min, double f_max, bool htk, double norm_p, double power,
                                   bool center, int64_t pad_mode, int64_t log_mode, double log_floor,
-                                  double log_scale, int64_t stream) {
+                                  double log_scale) {
   check_device(wave, "mel_spectrogram", "wave");
   TORCH_CHECK(wave.dim() == 2 && wave.is_contiguous(), "mel_spectrogram: wave must be contiguous [B, T]");
   TORCH_CHECK(wave.scalar_type() == at::kFloat || wave.scalar_type() == at::kDouble,
@@ -70,11 +68,13 @@ static at::Tensor mel_spectrogram(const at::Tensor& wave, int64_t n_fft, int64_t
               static_cast<int>(pad_mode), static_cast<int>(log_mode), power, log_floor, log_scale,
               is_pow2(n_fft), wave.is_cpu() ? cpu::bluestein_size(n_fft) : 0};
   const cpu::MelFilterSpec spec{sample_rate, f_min, f_max, htk, norm_p};
+  const MelTableKey key{n_fft,   win_length, n_mels, q.bluestein, q.pow2, htk, sample_rate,
+                        f_min,   f_max,      norm_p, wave.device()};
   auto out = at::empty({wave.size(0), n_mels, q.n_frames}, wave.options());
   if (wave.scalar_type() == at::kFloat)
-    run<float>(wave, out, q, win_length, spec, stream);
+    run<float>(wave, out, q, key, spec);
   else
-    run<double>(wave, out, q, win_length, spec, stream);
+    run<double>(wave, out, q, key, spec);
   return out;
 }
 
@@ -84,8 +84,14 @@ MUSICREP_BIND(bind_mel_spectrogram) {
         "Fused (log-)mel spectrogram [B, n_mels, frames] of wave [B, T] (float32/float64, CPU or CUDA)",
         arg("wave"), arg("n_fft"), arg("hop_length"), arg("win_length"), arg("n_mels"),
         arg("sample_rate"), arg("f_min"), arg("f_max"), arg("htk"), arg("norm_p"), arg("power"),
-        arg("center"), arg("pad_mode"), arg("log_mode"), arg("log_floor"), arg("log_scale"),
-        arg("stream"));
+        arg("center"), arg("pad_mode"), arg("log_mode"), arg("log_floor"), arg("log_scale"));
+  m.def("mel_table_cache_size", [] {
+    return MelTableCache<float>::instance().size() + MelTableCache<double>::instance().size();
+  }, "How many mel table sets (one per configuration, dtype and device) are kept");
+  m.def("mel_table_cache_clear", [] {
+    MelTableCache<float>::instance().clear();
+    MelTableCache<double>::instance().clear();
+  }, "Drop the kept mel tables (the next call of each configuration rebuilds them)");
 }
 
 }  // namespace musicrep

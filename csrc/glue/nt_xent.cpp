@@ -2,11 +2,11 @@
 // these TORCH_CHECKs are only the backstop before raw pointers are handed on.
 #include "cpu/nt_xent.h"
 #include "glue/checks.h"
+#include "glue/cuda_stream.h"
 #include "registry.h"
 
 #ifdef MUSICREP_WITH_CUDA
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 
 #include "cuda/nt_xent_cuda.h"
 #endif
@@ -40,7 +40,7 @@ cuda::Dtype cuda_dtype(const at::Tensor& u) {
 }
 #endif
 
-at::Tensor nt_xent_lse_forward(const at::Tensor& u, int64_t M, double inv_tau, int64_t stream) {
+at::Tensor nt_xent_lse_forward(const at::Tensor& u, int64_t M, double inv_tau) {
   check_inputs(u, M, inv_tau);
   const int64_t Mc = u.size(0), D = u.size(1);
   auto lse = at::empty({M}, u.options().dtype(acc_type(u)));
@@ -48,7 +48,7 @@ at::Tensor nt_xent_lse_forward(const at::Tensor& u, int64_t M, double inv_tau, i
 #ifdef MUSICREP_WITH_CUDA
     const c10::cuda::CUDAGuard guard(u.device());
     cuda::nt_xent_lse_forward(u.data_ptr(), cuda_dtype(u), Mc, M, D, inv_tau, lse.data_ptr(),
-                              reinterpret_cast<cudaStream_t>(stream));
+                              current_stream(u).stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return lse;
 #else
@@ -66,7 +66,7 @@ at::Tensor nt_xent_lse_forward(const at::Tensor& u, int64_t M, double inv_tau, i
 }
 
 at::Tensor nt_xent_lse_backward(const at::Tensor& u, const at::Tensor& lse, const at::Tensor& g,
-                                int64_t M, double inv_tau, int64_t stream) {
+                                int64_t M, double inv_tau) {
   check_inputs(u, M, inv_tau);
   const auto acc = acc_type(u);
   TORCH_CHECK(lse.dim() == 1 && lse.size(0) == M && lse.scalar_type() == acc && lse.is_contiguous(),
@@ -80,7 +80,7 @@ at::Tensor nt_xent_lse_backward(const at::Tensor& u, const at::Tensor& lse, cons
 #ifdef MUSICREP_WITH_CUDA
     const c10::cuda::CUDAGuard guard(u.device());
     cuda::nt_xent_lse_backward(u.data_ptr(), cuda_dtype(u), lse.data_ptr(), g.data_ptr(), Mc, M, D,
-                               inv_tau, grad.data_ptr(), reinterpret_cast<cudaStream_t>(stream));
+                               inv_tau, grad.data_ptr(), current_stream(u).stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return grad;
 #else
@@ -104,10 +104,10 @@ MUSICREP_BIND(bind_nt_xent) {
   using pybind11::arg;
   m.def("nt_xent_lse_forward", &nt_xent_lse_forward,
         "Per-anchor log-sum-exp of scaled similarities, excluding self: lse [M] (fused, tiled)",
-        arg("u"), arg("M"), arg("inv_tau"), arg("stream") = 0);
+        arg("u"), arg("M"), arg("inv_tau"));
   m.def("nt_xent_lse_backward", &nt_xent_lse_backward,
         "Gradient of sum_r g[r] * lse[r] with respect to u [Mc, D] (recomputes the tiles)",
-        arg("u"), arg("lse"), arg("g"), arg("M"), arg("inv_tau"), arg("stream") = 0);
+        arg("u"), arg("lse"), arg("g"), arg("M"), arg("inv_tau"));
 }
 
 }  // namespace musicrep

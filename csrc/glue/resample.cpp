@@ -1,5 +1,6 @@
 #include "cpu/resample.h"
 #include "glue/checks.h"
+#include "glue/cuda_stream.h"
 #include "registry.h"
 #ifdef MUSICREP_WITH_CUDA
 #include "cuda/resample_cuda.h"
@@ -11,9 +12,10 @@ constexpr double kMaxRatio = 16.0;  // musicrep.ops.resample.MAX_RATIO
 constexpr int64_t kMaxZeros = 64;   // musicrep.ops.resample.MAX_ZEROS
 
 // x [batch, in_len] float32/float64, contiguous; ratio and start [batch] float64 on x's device.
-// The Python wrapper (musicrep.ops.resample_shift) validates first; these checks are backstops.
+// CUDA work runs on x's device and its current stream. The Python wrapper
+// (musicrep.ops.resample_shift) validates first; these checks are backstops.
 static at::Tensor resample_shift(const at::Tensor& x, const at::Tensor& ratio, const at::Tensor& start,
-                                 int64_t out_len, int64_t zeros, int64_t stream) {
+                                 int64_t out_len, int64_t zeros) {
   check_device(x, "resample_shift", "x");
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "resample_shift: x must be a contiguous [batch, time] tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
@@ -34,7 +36,8 @@ static at::Tensor resample_shift(const at::Tensor& x, const at::Tensor& ratio, c
   const int z = static_cast<int>(zeros);
   if (x.is_cuda()) {
 #ifdef MUSICREP_WITH_CUDA
-    auto s = reinterpret_cast<cudaStream_t>(stream);
+    const c10::cuda::CUDAGuard guard(x.device());
+    const cudaStream_t s = current_stream(x).stream();
     cudaError_t err;
     if (x.scalar_type() == at::kFloat)
       err = cuda::resample_shift(x.data_ptr<float>(), out.data_ptr<float>(), ratio.data_ptr<double>(),
@@ -62,7 +65,7 @@ MUSICREP_BIND(bind_resample_shift) {
   m.def("resample_shift", &resample_shift,
         "Windowed-sinc resampling of each item at its own ratio, read from its own start; no gradient",
         pybind11::arg("x"), pybind11::arg("ratio"), pybind11::arg("start"), pybind11::arg("out_len"),
-        pybind11::arg("zeros"), pybind11::arg("stream") = 0);
+        pybind11::arg("zeros"));
 }
 
 }  // namespace musicrep

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from musicrep.augment import Augmentation, Params, bernoulli, uniform
-from musicrep.plugins.augmentations import checks
+from musicrep.config import finite, interval, probability
 
 
 class Gain(Augmentation):
@@ -14,13 +14,9 @@ class Gain(Augmentation):
 
     @dataclass
     class Config:
-        min_db: float = -6.0  # attenuate only by default: no item gets louder than it was
-        max_db: float = 0.0
-        p: float = 0.5  # probability that an item is changed
-
-        def __post_init__(self) -> None:
-            checks.ordered("min_db", self.min_db, "max_db", self.max_db)
-            checks.probability("p", self.p)
+        min_db: float = interval(None, "max_db", -6.0)  # attenuate only by default: no item gets louder than it was
+        max_db: float = finite(0.0)
+        p: float = probability(0.5)  # probability that an item is changed
 
     domain = "wave"
 
@@ -40,10 +36,7 @@ class Polarity(Augmentation):
 
     @dataclass
     class Config:
-        p: float = 0.5  # an even chance makes polarity a pure invariance
-
-        def __post_init__(self) -> None:
-            checks.probability("p", self.p)
+        p: float = probability(0.5)  # an even chance makes polarity a pure invariance
 
     domain = "wave"
 

@@ -6,30 +6,18 @@ from dataclasses import dataclass
 import torch
 
 from musicrep.augment import Augmentation, Params, bernoulli, randint
-from musicrep.config import invalid
-from musicrep.plugins.augmentations import checks
+from musicrep.config import finite, interval, non_negative, positive, probability
 
 
 @dataclass
 class MaskConfig:
-    max_width: int
-    min_width: int = 0
-    n_masks: int = 1  # masks per item (they may overlap)
+    max_width: int = interval("min_width")
+    min_width: int = non_negative(0)
+    n_masks: int = positive(1)  # masks per item (they may overlap)
     # the fill; none: each item's own mean, a neutral level whether the features are
     # linear or logarithmic
-    value: float | None = None
-    p: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.min_width < 0:
-            raise invalid("min_width", f"must be >= 0, got {self.min_width}")
-        if self.max_width < self.min_width:
-            raise invalid("max_width", f"must be >= min_width ({self.min_width}), got {self.max_width}")
-        if self.n_masks < 1:
-            raise invalid("n_masks", f"must be >= 1, got {self.n_masks}")
-        if self.value is not None:
-            checks.finite("value", self.value)
-        checks.probability("p", self.p)
+    value: float | None = finite(None)
+    p: float = probability(0.5)
 
 
 class _Mask(Augmentation):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from musicrep.augment import Augmentation, Params, bernoulli, randint, uniform
-from musicrep.plugins.augmentations import checks
+from musicrep.config import finite, interval, probability
 
 
 class Mix(Augmentation):
@@ -16,13 +16,9 @@ class Mix(Augmentation):
     class Config:
         # the item's level over its partner's, in dB: the partner stays in the background, so
         # the two views of an item still share their main content
-        min_snr_db: float = 6.0
-        max_snr_db: float = 18.0
-        p: float = 0.3
-
-        def __post_init__(self) -> None:
-            checks.ordered("min_snr_db", self.min_snr_db, "max_snr_db", self.max_snr_db)
-            checks.probability("p", self.p)
+        min_snr_db: float = interval(None, "max_snr_db", 6.0)
+        max_snr_db: float = finite(18.0)
+        p: float = probability(0.3)
 
     domain = "wave"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from musicrep.augment import Augmentation, Params, bernoulli, uniform
-from musicrep.plugins.augmentations import checks
+from musicrep.config import finite, interval, probability
 
 
 class Noise(Augmentation):
@@ -14,13 +14,9 @@ class Noise(Augmentation):
 
     @dataclass
     class Config:
-        min_snr_db: float = 15.0  # audible hiss that leaves the music clearly in front
-        max_snr_db: float = 40.0
-        p: float = 0.3
-
-        def __post_init__(self) -> None:
-            checks.ordered("min_snr_db", self.min_snr_db, "max_snr_db", self.max_snr_db)
-            checks.probability("p", self.p)
+        min_snr_db: float = interval(None, "max_snr_db", 15.0)  # audible hiss that leaves the music clearly in front
+        max_snr_db: float = finite(40.0)
+        p: float = probability(0.3)
 
     domain = "wave"
 

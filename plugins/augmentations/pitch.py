@@ -6,9 +6,8 @@ from dataclasses import dataclass
 import torch
 
 from musicrep.augment import Augmentation, Params, bernoulli, uniform
-from musicrep.config import invalid
+from musicrep.config import interval, probability
 from musicrep.ops.resample import MAX_RATIO, MAX_ZEROS, resample_shift, semitones_to_ratio
-from musicrep.plugins.augmentations import checks
 
 _MAX_SEMITONES = 12 * 4  # 2 ** (48 / 12) = MAX_RATIO
 
@@ -18,20 +17,10 @@ class PitchShift(Augmentation):
 
     @dataclass
     class Config:
-        min_semitones: float = -2.0  # +-2 semitones: a +-12% speed change
-        max_semitones: float = 2.0
-        p: float = 0.5
-        zeros: int = 8  # zero crossings of the interpolating sinc on each side
-
-        def __post_init__(self) -> None:
-            checks.ordered("min_semitones", self.min_semitones, "max_semitones", self.max_semitones)
-            for key in ("min_semitones", "max_semitones"):
-                if abs(getattr(self, key)) > _MAX_SEMITONES:
-                    raise invalid(key, f"must lie in [-{_MAX_SEMITONES}, {_MAX_SEMITONES}], "
-                                  f"got {getattr(self, key)}")
-            checks.probability("p", self.p)
-            if not 1 <= self.zeros <= MAX_ZEROS:
-                raise invalid("zeros", f"must lie in [1, {MAX_ZEROS}], got {self.zeros}")
+        min_semitones: float = interval(-_MAX_SEMITONES, "max_semitones", -2.0)  # +-2 semitones: a +-12% speed change
+        max_semitones: float = interval(-_MAX_SEMITONES, _MAX_SEMITONES, 2.0)
+        p: float = probability(0.5)
+        zeros: int = interval(1, MAX_ZEROS, 8)  # zero crossings of the interpolating sinc on each side
 
     domain = "wave"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir, split_by_ratio
+from musicrep.config import interval, path_field
+from musicrep.tasks import Item, Task, TaskDataError, require_dir, split_by_ratio
 
 
 class EmoMusicTask(Task):
@@ -23,17 +23,12 @@ class EmoMusicTask(Task):
     @dataclass
     class Config:
         path: str = path_field()
-        valid_fraction: float = 0.2
+        valid_fraction: float = interval(0, 1, 0.2, low_open=True, high_open=True)
         standardize: bool = True
         seed: int = 0
 
-        def __post_init__(self) -> None:
-            if not 0 < self.valid_fraction < 1:
-                raise invalid("valid_fraction", f"must be in (0, 1), got {self.valid_fraction}")
-
     kind = "regression"
     label_names = ["arousal", "valence"]
-    metrics = list(DEFAULT_METRICS["regression"])
     sample_rate = 44100
 
     def __init__(self, config: "EmoMusicTask.Config") -> None:

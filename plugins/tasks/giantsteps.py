@@ -5,9 +5,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import (KEY_METRICS, KEY_NAMES, Item, Task, TaskDataError, normalize_key,
-                            require_dir, require_file, split_by_ratio)
+from musicrep.config import interval, path_field
+from musicrep.keys import KEY_NAMES, normalize_key
+from musicrep.tasks import KEY_METRICS, Item, Task, TaskDataError, require_dir, require_file, split_by_ratio
 
 
 class GiantStepsKeyTask(Task):
@@ -25,12 +25,8 @@ class GiantStepsKeyTask(Task):
     class Config:
         path: str = path_field()
         train_path: str = path_field()
-        valid_fraction: float = 0.15
+        valid_fraction: float = interval(0, 1, 0.15, low_open=True, high_open=True)
         seed: int = 0
-
-        def __post_init__(self) -> None:
-            if not 0 < self.valid_fraction < 1:
-                raise invalid("valid_fraction", f"must be in (0, 1), got {self.valid_fraction}")
 
     kind = "multiclass"
     metrics = list(KEY_METRICS)

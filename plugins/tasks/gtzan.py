@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from musicrep.config import path_field
-from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, read_lines, require_dir
+from musicrep.tasks import Item, Task, TaskDataError, read_lines, require_dir
 
 _SPLIT_FILES = {"train": "train_filtered.txt", "valid": "valid_filtered.txt", "test": "test_filtered.txt"}
 _STEM = re.compile(r"^([a-z]+)\.(\d{5})$")
@@ -27,7 +27,6 @@ class GtzanTask(Task):
         split_dir: str | None = path_field(None)
 
     kind = "multiclass"
-    metrics = list(DEFAULT_METRICS["multiclass"])
     sample_rate = 22050
 
     def __init__(self, config: "GtzanTask.Config") -> None:

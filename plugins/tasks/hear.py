@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import (DEFAULT_METRICS, Item, Task, TaskDataError, as_mapping, require_dir,
+from musicrep.config import path_field, positive
+from musicrep.tasks import (Item, Task, TaskDataError, as_mapping, require_dir,
                             require_file)
 
 #: HEAR's evaluation names -> musicrep metric names
@@ -28,12 +28,9 @@ class HearTask(Task):
     @dataclass
     class Config:
         path: str = path_field()
-        sample_rate: int | None = None  # which {sr}/ folder the items point at; default: the lowest present
+        # which {sr}/ folder the items point at; default: the lowest present
+        sample_rate: int | None = positive(None, what="positive Hz")
         metrics: list[str] | None = None  # override the metrics named by task_metadata.json
-
-        def __post_init__(self) -> None:
-            if self.sample_rate is not None and self.sample_rate <= 0:
-                raise invalid("sample_rate", f"must be positive Hz, got {self.sample_rate}")
 
     def __init__(self, config: "HearTask.Config") -> None:
         super().__init__()
@@ -69,7 +66,8 @@ class HearTask(Task):
                                 f"{', '.join(map(str, self.rates))}")
         self.sample_rate = config.sample_rate or self.rates[0]
         named = [_METRICS[m] for m in meta.get("evaluation", []) if m in _METRICS]
-        self.metrics = list(config.metrics or named or DEFAULT_METRICS[self.kind])
+        if config.metrics or named:  # else the kind's defaults
+            self.metrics = config.metrics or named
 
     @property
     def name(self) -> str:

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir
+from musicrep.config import interval, path_field
+from musicrep.tasks import Item, Task, TaskDataError, require_dir
 
 _SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
 
@@ -23,15 +23,10 @@ class JamendoTask(Task):
     class Config:
         path: str = path_field()
         subset: Literal["genre", "moodtheme", "instrument", "top50tags"] = "top50tags"
-        split: int = 0
+        split: int = interval(0, 4, 0, what="one of the published splits 0..4")
         splits_dir: str | None = path_field(None)
 
-        def __post_init__(self) -> None:
-            if not 0 <= self.split <= 4:
-                raise invalid("split", f"the dataset publishes splits 0..4, got {self.split}")
-
     kind = "multilabel"
-    metrics = list(DEFAULT_METRICS["multilabel"])
     sample_rate = 44100
 
     def __init__(self, config: "JamendoTask.Config") -> None:

@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir, require_file
+from musicrep.config import path_field, positive
+from musicrep.tasks import Item, Task, TaskDataError, require_dir, require_file
 
 #: Clips whose mp3 in the official archive is empty; the standard split leaves them out.
 KNOWN_CORRUPT = frozenset({"35644", "55753", "57881"})
@@ -25,16 +25,11 @@ class MagnaTagATuneTask(Task):
     @dataclass
     class Config:
         path: str = path_field()
-        n_tags: int = 50
+        n_tags: int = positive(50)
         drop_untagged: bool = False  # leave out clips with none of the top tags
         skip_known_corrupt: bool = True  # the three empty mp3s of the official archive
 
-        def __post_init__(self) -> None:
-            if self.n_tags <= 0:
-                raise invalid("n_tags", f"must be positive, got {self.n_tags}")
-
     kind = "multilabel"
-    metrics = list(DEFAULT_METRICS["multilabel"])
     sample_rate = 16000
 
     def __init__(self, config: "MagnaTagATuneTask.Config") -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import csv
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import (STANDARD_SPLITS, Item, Task, TaskDataError, metric_names, require_file,
-                            split_by_ratio, vocabulary)
+from musicrep.config import invalid, items, matches, non_negative, path_field, positive
+from musicrep.tasks import (STANDARD_SPLITS, Item, Task, TaskDataError, require_file, split_by_ratio,
+                            vocabulary)
 
 
 class CsvTask(Task):
@@ -27,26 +27,18 @@ class CsvTask(Task):
         # "kind" would clash with get_component(kind, name, **config); HEAR says prediction_type
         prediction_type: Literal["multiclass", "multilabel", "regression"] = "multiclass"
         path_column: str = "path"
-        label_columns: list[str] = field(default_factory=lambda: ["label"])
-        separator: str = ";"  # between labels of a multilabel row
+        label_columns: list[str] = items(default=["label"], what="column")
+        separator: str = matches(r"(?s).+", "a non-empty string", ";")  # between labels of a multilabel row
         split_column: str = "split"
-        split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+        split_ratios: list[float] = items((positive(), non_negative(), positive()), [0.8, 0.1, 0.1])
         seed: int = 0
         metrics: list[str] | None = None
         sample_rate: int | None = None
 
         def __post_init__(self) -> None:
-            if not self.label_columns:
-                raise invalid("label_columns", "name at least one column")
             if self.prediction_type != "regression" and len(self.label_columns) != 1:
                 raise invalid("label_columns", f"a {self.prediction_type} task takes one label column "
                               f"(';'-separated labels for multilabel), got {self.label_columns}")
-            if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) \
-                    or self.split_ratios[0] <= 0 or self.split_ratios[2] <= 0:
-                raise invalid("split_ratios", "expected [train, valid, test] with train and test > 0, "
-                              f"got {self.split_ratios}")
-            if not self.separator:
-                raise invalid("separator", "must not be empty")
 
     def __init__(self, config: "CsvTask.Config") -> None:
         super().__init__()
@@ -55,7 +47,8 @@ class CsvTask(Task):
                                  f"{config.path_column}, {', '.join(config.label_columns)}"
                                  f"[, {config.split_column}])")
         self.kind = config.prediction_type
-        self.metrics = metric_names(config.prediction_type, config.metrics)
+        if config.metrics:  # else the kind's defaults
+            self.metrics = config.metrics
         self.sample_rate = config.sample_rate
         self._rows = self._read()
         if config.prediction_type == "regression":

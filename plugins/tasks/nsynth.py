@@ -5,8 +5,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import (DEFAULT_METRICS, Item, Task, TaskDataError, as_mapping, require_dir,
+from musicrep.config import interval, path_field, positive
+from musicrep.tasks import (Item, Task, TaskDataError, as_mapping, require_dir,
                             require_file, stable_fraction)
 
 _SPLIT_DIRS = {"train": "nsynth-train", "valid": "nsynth-valid", "test": "nsynth-test"}
@@ -25,19 +25,11 @@ class NSynthTask(Task):
     class Config:
         path: str = path_field()
         label: Literal["pitch", "instrument_family"] = "pitch"
-        pitch_min: int = 21
-        pitch_max: int = 108
-        max_per_split: int | None = None
-
-        def __post_init__(self) -> None:
-            if not 0 <= self.pitch_min <= self.pitch_max <= 127:
-                raise invalid("pitch_min", f"need 0 <= pitch_min <= pitch_max <= 127, got "
-                              f"{self.pitch_min}..{self.pitch_max}")
-            if self.max_per_split is not None and self.max_per_split <= 0:
-                raise invalid("max_per_split", f"must be positive, got {self.max_per_split}")
+        pitch_min: int = interval(0, "pitch_max", 21)
+        pitch_max: int = interval(0, 127, 108)
+        max_per_split: int | None = positive(None)
 
     kind = "multiclass"
-    metrics = list(DEFAULT_METRICS["multiclass"])
     sample_rate = 16000
 
     def __init__(self, config: "NSynthTask.Config") -> None:

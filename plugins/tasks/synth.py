@@ -7,8 +7,9 @@ from typing import Literal
 
 import numpy as np
 
-from musicrep.config import invalid
-from musicrep.tasks import KEY_METRICS, TONICS, Item, Task
+from musicrep.config import interval, non_negative, positive
+from musicrep.keys import TONICS
+from musicrep.tasks import KEY_METRICS, Item, Task
 
 SPLITS = ("train", "valid", "test")
 
@@ -125,32 +126,15 @@ class SynthTask(Task):
     @dataclass
     class Config:
         label: Literal["pitch", "timbre", "key", "tempo"] = "pitch"
-        n_train: int = 96
-        n_valid: int = 24
-        n_test: int = 24
-        seconds: float = 4.0
-        sample_rate: int = 16000
-        n_classes: int | None = None  # default: 12 pitch classes, 8 timbres, 12 keys, 8 tempi
-        noise: float = 0.02  # the largest white-noise std (the clip peaks near 1)
-        seed: int = 0
-
-        def __post_init__(self) -> None:
-            for key in ("n_train", "n_valid", "n_test"):
-                if getattr(self, key) < 0:
-                    raise invalid(key, f"must not be negative, got {getattr(self, key)}")
-            if self.n_train == 0 or self.n_test == 0:
-                raise invalid("n_train", "n_train and n_test must be positive")
-            if not 0.25 <= self.seconds <= 600:
-                raise invalid("seconds", f"must be between 0.25 and 600, got {self.seconds}")
-            if not 4000 <= self.sample_rate <= 192000:
-                raise invalid("sample_rate", f"must be between 4000 and 192000 Hz, got {self.sample_rate}")
-            most = _MAX_CLASSES[self.label]
-            if self.n_classes is not None and not 2 <= self.n_classes <= most:
-                raise invalid("n_classes", f"label '{self.label}' takes 2 to {most} classes, got {self.n_classes}")
-            if not 0 <= self.noise <= 1:
-                raise invalid("noise", f"must be in [0, 1], got {self.noise}")
-            if self.seed < 0:
-                raise invalid("seed", f"must not be negative, got {self.seed}")
+        n_train: int = positive(96)
+        n_valid: int = non_negative(24)
+        n_test: int = positive(24)
+        seconds: float = interval(0.25, 600, 4.0)
+        sample_rate: int = interval(4000, 192000, 16000, what="between 4000 and 192000 Hz")
+        # default: 12 pitch classes, 8 timbres, 12 keys, 8 tempi; at most the label's
+        n_classes: int | None = interval(2, lambda c: _MAX_CLASSES[c["label"]], None)
+        noise: float = interval(0, 1, 0.02)  # the largest white-noise std (the clip peaks near 1)
+        seed: int = non_negative(0)
 
     def __init__(self, config: "SynthTask.Config | None" = None) -> None:
         super().__init__()
@@ -161,7 +145,8 @@ class SynthTask(Task):
             "tempo": [f"{bpm} bpm" for bpm in BPMS[:n]],
         }[config.label]
         self.kind = "multiclass"
-        self.metrics = list(KEY_METRICS) if config.label == "key" else ["accuracy"]
+        if config.label == "key":
+            self.metrics = list(KEY_METRICS)
         self.sample_rate = config.sample_rate
 
     @property

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from musicrep.config import invalid, path_field
-from musicrep.tasks import DEFAULT_METRICS, Item, Task, TaskDataError, require_dir, split_by_ratio
+from musicrep.config import interval, items, path_field, positive
+from musicrep.tasks import Item, Task, TaskDataError, require_dir, split_by_ratio
 
 #: The ten techniques of Wilkins et al. (2018), as VocalSet names their folders.
 TECHNIQUES = ("belt", "breathy", "inhaled", "lip_trill", "spoken", "straight", "trill", "trillo",
@@ -30,21 +30,12 @@ class VocalSetTask(Task):
         path: str = path_field()
         label: Literal["singer", "technique"] = "technique"
         test_singers: list[str] | None = None
-        techniques: list[str] = field(default_factory=lambda: list(TECHNIQUES))
-        valid_fraction: float = 0.1
-        split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+        techniques: list[str] = items(default=list(TECHNIQUES), what="technique")
+        valid_fraction: float = interval(0, 1, 0.1, low_open=True, high_open=True)
+        split_ratios: list[float] = items(positive(), [0.8, 0.1, 0.1], length=3)
         seed: int = 0
 
-        def __post_init__(self) -> None:
-            if not 0 < self.valid_fraction < 1:
-                raise invalid("valid_fraction", f"must be in (0, 1), got {self.valid_fraction}")
-            if len(self.split_ratios) != 3 or min(self.split_ratios) <= 0:
-                raise invalid("split_ratios", f"expected three positive ratios, got {self.split_ratios}")
-            if not self.techniques:
-                raise invalid("techniques", "name at least two techniques")
-
     kind = "multiclass"
-    metrics = list(DEFAULT_METRICS["multiclass"])
     sample_rate = 44100
 
     def __init__(self, config: "VocalSetTask.Config") -> None:

@@ -7,6 +7,10 @@ exist, two components that do not fit together. ``musicrep run`` (its in-process
 few cases in a real subprocess) must exit with status 2, print one ``musicrep: error:`` line
 that names the key (or the value) that was broken and no traceback, and create no run
 directory.
+
+The out-of-range values are not written here: they are generated from the ranges and choices
+the config classes declare (``musicrep.checks``), for every constrained key of every table of
+the documents and, through ``build_config``, of every registered component.
 """
 from __future__ import annotations
 
@@ -21,18 +25,20 @@ import random
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicrep.cli import main
+from musicrep.config import build_config, config_fields, field_constraint, field_default
+from musicrep.errors import ConfigError
 from musicrep.pipeline import spec as spec_module
 from musicrep.registry import default_registry
 
-NAN = float("nan")
 CSV_ROWS = "path,label,split\n" + "".join(f"clip{i}.wav,{'ab'[i % 2]},{('train', 'valid', 'test')[i % 3]}\n"
                                           for i in range(6))
 
@@ -165,60 +171,81 @@ scalars = st.one_of(st.booleans(), st.integers(-2**40, 2**40),
 others = st.one_of(scalars, st.lists(st.integers(0, 9), max_size=3),
                    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 9), max_size=2))
 unknown_keys = st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z").filter(lambda k: k not in KNOWN_KEYS)
-non_positive_int = st.integers(-2**62, 0)
-non_positive_float = st.one_of(st.floats(max_value=0.0), st.just(NAN))
-negative_int = st.integers(-2**62, -1)
-ranged_out = st.one_of(st.floats(max_value=0.0, exclude_max=True), st.floats(min_value=1.0, exclude_min=True),
-                       st.just(NAN))
-def not_one_of(*valid: str) -> st.SearchStrategy[str]:
-    return st.text(st.characters(blacklist_categories=("Cs",)), max_size=10).filter(lambda s: s not in valid)
+# -- out-of-range values, generated from what the config classes declare -----------------------
+
+def _is_int(tp: Any) -> bool:
+    """Whether a field's values (or its list's items) are integers: int, int | None, list[int]."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return tp is int or any(_is_int(a) for a in args)
 
 
-# (base, path, strategy of bad values, the key the message must name)
-OUT_OF_RANGE: list[tuple[str, Path_, st.SearchStrategy, str]] = [
-    ("pretrain", ("models", "contrastive", "pretrain", "steps"), non_positive_int, "steps"),
-    ("pretrain", ("models", "contrastive", "pretrain", "batch_size"), non_positive_int, "batch_size"),
-    ("pretrain", ("models", "contrastive", "pretrain", "checkpoint_every"), non_positive_int, "checkpoint_every"),
-    ("pretrain", ("models", "contrastive", "pretrain", "warmup_steps"), negative_int, "warmup_steps"),
-    ("pretrain", ("models", "contrastive", "pretrain", "num_workers"), negative_int, "num_workers"),
-    ("pretrain", ("models", "contrastive", "pretrain", "lr"), non_positive_float, "lr"),
-    ("pretrain", ("models", "contrastive", "pretrain", "weight_decay"), st.one_of(st.floats(max_value=-1e-9), st.just(NAN)), "weight_decay"),
-    ("pretrain", ("models", "contrastive", "pretrain", "grad_clip"), st.one_of(st.floats(max_value=-1e-9), st.just(NAN)), "grad_clip"),
-    ("pretrain", ("models", "contrastive", "pretrain", "clip_seconds"), non_positive_float, "clip_seconds"),
-    ("pretrain", ("models", "contrastive", "pretrain", "precision"), not_one_of("auto", "fp32", "bf16"), "precision"),
-    ("pretrain", ("models", "contrastive", "pretrain", "data"), st.lists(not_one_of("pitch", "timbre"), min_size=1, max_size=2), "data"),
-    ("pretrain", ("models", "contrastive", "pretrain", "data"), st.just([]), "data"),
-    ("pretrain", ("models", "contrastive", "pretrain", "objective", "temperature"),
-     st.one_of(st.floats(max_value=0.0), st.floats(min_value=10.0, exclude_min=True), st.just(NAN)), "temperature"),
-    ("pretrain", ("models", "contrastive", "pretrain", "objective", "projection_dim"), non_positive_int, "projection_dim"),
-    ("pretrain", ("models", "contrastive", "pretrain", "augmentations", 0, "p"), ranged_out, "p"),
-    ("pretrain", ("models", "contrastive", "pretrain", "augmentations", 1, "max_width"), negative_int, "max_width"),
-    ("pretrain", ("models", "contrastive", "frontend", "n_mels"), non_positive_int, "n_mels"),
-    ("pretrain", ("models", "contrastive", "frontend", "n_fft"), st.one_of(non_positive_int, st.integers(2**16 + 1, 2**62)), "n_fft"),
-    ("pretrain", ("models", "contrastive", "frontend", "hop_length"), non_positive_int, "hop_length"),
-    ("pretrain", ("models", "contrastive", "frontend", "sample_rate"), non_positive_int, "sample_rate"),
-    ("pretrain", ("models", "contrastive", "frontend", "f_max"), st.floats(min_value=8000.5, max_value=1e9), "f_max"),
-    ("pretrain", ("models", "contrastive", "encoder", "dim"), non_positive_int, "dim"),
-    ("pretrain", ("models", "contrastive", "encoder", "channels"), st.lists(non_positive_int, min_size=1, max_size=3), "channels"),
-    ("pretrain", ("models", "stats", "encoder", "n_mfcc"), st.one_of(negative_int, st.integers(17, 2**40)), "n_mfcc"),
-    ("pretrain", ("tasks", "pitch", "n_train"), non_positive_int, "n_train"),
-    ("pretrain", ("tasks", "pitch", "seconds"), st.one_of(st.floats(max_value=0.2), st.just(NAN)), "seconds"),
-    ("pretrain", ("tasks", "timbre", "label"), not_one_of("pitch", "timbre", "key", "tempo"), "label"),
-    ("pretrain", ("embed", "window"), non_positive_float, "window"),
-    ("pretrain", ("embed", "hop"), non_positive_float, "hop"),
-    ("pretrain", ("embed", "batch_size"), non_positive_int, "batch_size"),
-    ("pretrain", ("embed", "pooling"), not_one_of("mean", "mean+std"), "pooling"),
-    ("pretrain", ("embed", "on_bad_audio"), not_one_of("skip", "fail"), "on_bad_audio"),
-    ("pretrain", ("run", "seed"), st.one_of(negative_int, st.integers(2**32, 2**62)), "seed"),
-    ("pretrain", ("tasks", "timbre", "seed"), negative_int, "seed"),
-    ("pretrain", ("run", "device"), not_one_of("auto", "cpu", "cuda").filter(lambda s: not s.startswith("cuda")), "device"),
-    ("pretrain", ("probe", "probes", 1, "k_grid"), st.lists(non_positive_int, min_size=1, max_size=3), "k_grid"),
-    ("pretrain", ("probe", "probes", 0, "c_grid"), st.just([]), "c_grid"),
-    ("csv", ("embed", "windowing"), not_one_of("start", "centered"), "windowing"),
-    ("csv", ("tasks", "genre", "prediction_type"), not_one_of("multiclass", "multilabel", "regression"), "prediction_type"),
-    ("csv", ("tasks", "genre", "split_ratios"), st.lists(st.floats(-1, 0), min_size=3, max_size=3), "split_ratios"),
-    ("csv", ("models", "torch", "frontend", "win_length"), st.integers(129, 2**20), "win_length"),
-]
+def invalid_values(cls: type, values: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every field's out-of-range values, from its declared constraint or its ``Literal``
+    choices, given the table's other ``values`` (for bounds that name a field), as
+    scikit-learn's ``generate_invalid_param_val`` does."""
+    hints = typing.get_type_hints(cls)
+    fields = config_fields(cls)
+    current = {name: field_default(f) for name, f in fields.items()} | values
+    current = {name: None if v is dataclasses.MISSING else v for name, v in current.items()}
+    out: dict[str, list[Any]] = {}
+    for name in fields:
+        constraint = field_constraint(cls, name)
+        choices = [a for arm in (hints[name], *typing.get_args(hints[name]))
+                   if typing.get_origin(arm) is Literal for a in typing.get_args(arm)]
+        bad = constraint.invalid_values(current[name], current, _is_int(hints[name])) if constraint else []
+        if choices and all(isinstance(c, str) for c in choices):
+            bad.append("no-such-" + choices[0])
+        if bad:
+            out[name] = bad
+    return out
+
+
+def _kind(path: Path_) -> str:
+    """The component kind of the table at ``path`` (or of its ``type`` key)."""
+    return ("task" if path[0] == "tasks" else "probe" if path[0] == "probe" else
+            "augmentation" if "augmentations" in path else _name(path))
+
+
+def _config_class(doc: dict[str, Any], path: Path_) -> type:
+    """The config class of the table at ``path``, by where it sits."""
+    sections = {("run",): spec_module.RunSection, ("embed",): spec_module.EmbedSection}
+    if path in sections:
+        return sections[path]
+    if path[-1] == "pretrain":
+        return spec_module.PretrainSection
+    return default_registry().info(_kind(path), _get(doc, path)["type"]).config_class
+
+
+def _out_of_range_cases() -> list[tuple[str, Path_, Any, str]]:
+    """(base, path, a bad value, the key the message must name) for every constrained key of
+    every config table of the two documents, present in the document or not."""
+    cases = []
+    for base, doc in BASES.items():
+        tables = [p for p, v in _walk(doc) if isinstance(v, dict) and ("type" in v or p[-1] == "pretrain")]
+        for path in [("run",), ("embed",), *tables]:
+            values = {k: v for k, v in _get(doc, path).items() if k not in ("type", "objective", "augmentations")}
+            for key, bad in invalid_values(_config_class(doc, path), values).items():
+                cases += [(base, path + (key,), value, key) for value in bad]
+    return cases
+
+
+# What no single table declares: the pre-training data names tasks the pipeline has.
+CROSS_SECTION = [("pretrain", ("models", "contrastive", "pretrain", "data"), ["no-such-task"], "data")]
+OUT_OF_RANGE: list[tuple[str, Path_, Any, str]] = _out_of_range_cases() + CROSS_SECTION
+
+
+def _registered_config_classes() -> list[tuple[str, type]]:
+    classes = [(f"{kind} '{name}'", info.config_class)
+               for kind, components in default_registry().components().items()
+               for name, info in components.items()]
+    return classes + [(cls.__name__, cls) for cls in (spec_module.RunSection, spec_module.EmbedSection,
+                                                      spec_module.PretrainSection)]
+
+
+# Every registered component's every constrained key: (what, class, key, bad value).
+COMPONENT_CASES = [(what, cls, key, value) for what, cls in _registered_config_classes()
+                   for key, bad in invalid_values(cls, {}).items() for value in bad]
+
 
 # A component name that does not exist, at every place a component is named.
 COMPONENT_SLOTS = [(base, path[:-1]) for base, doc in BASES.items() for path, v in _walk(doc) if path[-1] == "type"]
@@ -234,16 +261,14 @@ def mutation(draw: st.DrawFn) -> tuple[str, dict[str, Any], str, str]:
     how = draw(st.sampled_from(["wrong type", "unknown key", "missing", "out of range", "no such component",
                                 "mismatch"]))
     if how == "out of range":
-        base, path, values, key = draw(st.sampled_from(OUT_OF_RANGE))
+        base, path, value, key = draw(st.sampled_from(OUT_OF_RANGE))
         doc = copy.deepcopy(BASES[base])
-        value = draw(values)
         _set(doc, path, value)
         return base, doc, f"{how}: {path} = {value!r}", key
     if how == "no such component":
         base, path = draw(st.sampled_from(COMPONENT_SLOTS))
         doc = copy.deepcopy(BASES[base])
-        kind = ("task" if path[0] == "tasks" else "probe" if path[0] == "probe" else
-                "augmentation" if "augmentations" in path else _name(path))
+        kind = _kind(path)
         name = draw(st.from_regex(r"\A[a-z][a-z0-9-]{1,12}\Z").filter(lambda n: n not in COMPONENTS[kind]))
         _get(doc, path)["type"] = name
         return base, doc, f"{how}: {path}.type = {name!r}", name
@@ -380,6 +405,41 @@ def test_the_real_command_prints_no_traceback(tmp_path: Path, name: str) -> None
     proc = subprocess.run([sys.executable, "-m", "musicrep.cli", "run", str(toml)], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     check_refused(proc.returncode, proc.stderr, word, name, before, tmp_path)
+
+
+def test_the_generated_cases_cover_every_declared_range() -> None:
+    """The generator finds the declarations: at least one bad value for every key that declares
+    a range or a choice, in both documents and in every registered component."""
+    assert len(OUT_OF_RANGE) >= 41 and len(COMPONENT_CASES) >= len(OUT_OF_RANGE)
+    for what, cls in _registered_config_classes():
+        declared = {name for name in config_fields(cls) if field_constraint(cls, name) is not None}
+        assert declared <= {key for w, _, key, _ in COMPONENT_CASES if w == what}, what
+
+
+def test_every_registered_component_refuses_its_out_of_range_values() -> None:
+    """Every declared range of every registered component (and pipeline section), one bad value
+    at a time: a ConfigError on that key, naming the file and section."""
+    for what, cls, key, value in COMPONENT_CASES:
+        with pytest.raises(ConfigError) as err:
+            build_config(cls, {key: value}, file="bad.toml", section="table")
+        message = str(err.value)
+        assert err.value.key == key, f"{what}: {key} = {value!r} was blamed on {err.value.key!r}: {message}"
+        assert "bad.toml" in message and "[table]" in message and key in message, f"{what}: {message}"
+
+
+def test_every_generated_out_of_range_value_is_refused_naming_file_section_and_key(folder: Path) -> None:
+    """All of the documents' generated cases (the property test above samples them through the
+    whole command): reading the pipeline refuses each, naming the file, the table and the key."""
+    toml = folder / "every.toml"
+    for base, path, value, key in OUT_OF_RANGE[:-len(CROSS_SECTION)]:
+        doc = copy.deepcopy(BASES[base])
+        _set(doc, path, value)
+        toml.write_text(to_toml(doc), encoding="utf-8")
+        with pytest.raises(ConfigError) as err:
+            spec_module.load_pipeline(toml)
+        assert err.value.key == key and str(toml) in str(err.value), f"{path} = {value!r}: {err.value}"
+        assert err.value.section is not None and err.value.section.startswith(str(path[0])), str(err.value)
+    toml.unlink()
 
 
 # -- tasks the probes cannot use: refused with the config's errors, not after the embedding ----

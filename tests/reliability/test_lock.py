@@ -17,7 +17,7 @@ import pytest
 from killing import (ENV, MODEL, PROBES, TASK, Process, assert_same_outputs, command, lock_holder, outputs,
                      probes_written, run_dir, steps_logged, undisturbed, write_pipeline)
 from musicrep.errors import MusicrepError
-from musicrep.pipeline.runner import run_lock
+from musicrep.rundir import RunDir
 
 
 def side_by_side(*commands: tuple[str | Path, ...]) -> list[subprocess.CompletedProcess]:
@@ -101,7 +101,7 @@ def test_the_lock_dies_with_its_holder_not_with_the_children_it_forked(tmp_path:
     holder = os.fork()
     if holder == 0:  # the run: takes the lock, forks a worker that outlives it, dies by SIGKILL
         try:
-            with run_lock(tmp_path):
+            with RunDir(tmp_path).lock():
                 worker = os.fork()
                 if worker == 0:
                     time.sleep(60)
@@ -117,10 +117,10 @@ def test_the_lock_dies_with_its_holder_not_with_the_children_it_forked(tmp_path:
         assert os.waitpid(holder, 0)[1] == signal.SIGKILL
         os.kill(worker, 0)  # the worker is still alive
         assert held_by_another_process(tmp_path) is None
-        with run_lock(tmp_path):
+        with RunDir(tmp_path).lock():
             assert held_by_another_process(tmp_path) == str(os.getpid())
             with pytest.raises(MusicrepError, match=f"pid {os.getpid()} holds {tmp_path / '.lock'}"):
-                with run_lock(tmp_path):  # nor twice by one process
+                with RunDir(tmp_path).lock():  # nor twice by one process
                     pass
             assert held_by_another_process(tmp_path) == str(os.getpid())  # still held
         assert held_by_another_process(tmp_path) is None

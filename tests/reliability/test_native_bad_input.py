@@ -38,7 +38,7 @@ def _mel(wave: object, **kw) -> torch.Tensor:
 def _raw_mel(wave: torch.Tensor, **kw) -> torch.Tensor:
     a = dict(n_fft=256, hop_length=64, win_length=256, n_mels=16, sample_rate=16000.0, f_min=0.0,
              f_max=8000.0, htk=False, norm_p=-1.0, power=2.0, center=True, pad_mode=0, log_mode=0,
-             log_floor=1e-10, log_scale=1.0, stream=0)
+             log_floor=1e-10, log_scale=1.0)
     a.update(kw)
     return _c().mel_spectrogram(wave, **a)
 
@@ -54,7 +54,7 @@ def _raw_rs(x: torch.Tensor | None = None, ratio: object = 1.5, start: object = 
     x = torch.randn(2, 100) if x is None else x
     r = ratio if isinstance(ratio, torch.Tensor) else torch.full((x.shape[0],), float(ratio), dtype=F64)
     s = start if isinstance(start, torch.Tensor) else torch.full((x.shape[0],), float(start), dtype=F64)
-    return _c().resample_shift(x, r, s, out_len, zeros, 0)
+    return _c().resample_shift(x, r, s, out_len, zeros)
 
 
 def _z(*shape: int, **kw) -> torch.Tensor:
@@ -167,20 +167,20 @@ CASES: dict[str, tuple[Callable[[], object], tuple[type, ...], tuple[str, ...]]]
     "_C filterbank: f_min < 0": (lambda: _raw_fb(f_min=-1.0), (RuntimeError,), ("f_min",)),
     "_C filterbank: sample_rate nan": (lambda: _raw_fb(sample_rate=NAN), (RuntimeError,), ("sample_rate",)),
     "_C filterbank: norm nan": (lambda: _raw_fb(norm_p=NAN), (RuntimeError,), ("norm_p",)),
-    "_C nt_xent: meta": (lambda: _c().nt_xent_lse_forward(_z(8, 3, device="meta"), 4, 10.0, 0), (RuntimeError,), ("meta",)),
-    "_C nt_xent: int": (lambda: _c().nt_xent_lse_forward(torch.ones(8, 3, dtype=torch.int32), 4, 10.0, 0), (RuntimeError,), ("float32",)),
-    "_C nt_xent: float16 on cpu": (lambda: _c().nt_xent_lse_forward(_z(8, 3).half(), 4, 10.0, 0), (RuntimeError,), ("float32",)),
-    "_C nt_xent: transposed": (lambda: _c().nt_xent_lse_forward(_z(3, 8).t(), 4, 10.0, 0), (RuntimeError,), ("contiguous",)),
-    "_C nt_xent: 1-d": (lambda: _c().nt_xent_lse_forward(_z(8), 4, 10.0, 0), (RuntimeError,), ("[mc, d]",)),
-    "_C nt_xent: one row": (lambda: _c().nt_xent_lse_forward(_z(1, 3), 1, 10.0, 0), (RuntimeError,), ("2 candidates",)),
-    "_C nt_xent: M > rows": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 9, 10.0, 0), (RuntimeError,), ("m <= mc",)),
-    "_C nt_xent: M 0": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 0, 10.0, 0), (RuntimeError,), ("0 < m",)),
-    "_C nt_xent: inv_tau nan": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 4, NAN, 0), (RuntimeError,), ("inv_tau",)),
-    "_C nt_xent: inv_tau -1": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 4, -1.0, 0), (RuntimeError,), ("inv_tau",)),
-    "_C nt_xent bwd: lse length": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(3), _z(4), 4, 10.0, 0), (RuntimeError,), ("lse",)),
-    "_C nt_xent bwd: g dtype": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(4), _z(4, dtype=F64), 4, 10.0, 0), (RuntimeError,), ("g must",)),
-    "_C nt_xent bwd: meta lse": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(4, device="meta"), _z(4), 4, 10.0, 0), (RuntimeError,), ("devices",)),
-    "_C nt_xent bwd: strided g": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(4), _z(8)[::2], 4, 10.0, 0), (RuntimeError,), ("g must",)),
+    "_C nt_xent: meta": (lambda: _c().nt_xent_lse_forward(_z(8, 3, device="meta"), 4, 10.0), (RuntimeError,), ("meta",)),
+    "_C nt_xent: int": (lambda: _c().nt_xent_lse_forward(torch.ones(8, 3, dtype=torch.int32), 4, 10.0), (RuntimeError,), ("float32",)),
+    "_C nt_xent: float16 on cpu": (lambda: _c().nt_xent_lse_forward(_z(8, 3).half(), 4, 10.0), (RuntimeError,), ("float32",)),
+    "_C nt_xent: transposed": (lambda: _c().nt_xent_lse_forward(_z(3, 8).t(), 4, 10.0), (RuntimeError,), ("contiguous",)),
+    "_C nt_xent: 1-d": (lambda: _c().nt_xent_lse_forward(_z(8), 4, 10.0), (RuntimeError,), ("[mc, d]",)),
+    "_C nt_xent: one row": (lambda: _c().nt_xent_lse_forward(_z(1, 3), 1, 10.0), (RuntimeError,), ("2 candidates",)),
+    "_C nt_xent: M > rows": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 9, 10.0), (RuntimeError,), ("m <= mc",)),
+    "_C nt_xent: M 0": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 0, 10.0), (RuntimeError,), ("0 < m",)),
+    "_C nt_xent: inv_tau nan": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 4, NAN), (RuntimeError,), ("inv_tau",)),
+    "_C nt_xent: inv_tau -1": (lambda: _c().nt_xent_lse_forward(_z(8, 3), 4, -1.0), (RuntimeError,), ("inv_tau",)),
+    "_C nt_xent bwd: lse length": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(3), _z(4), 4, 10.0), (RuntimeError,), ("lse",)),
+    "_C nt_xent bwd: g dtype": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(4), _z(4, dtype=F64), 4, 10.0), (RuntimeError,), ("g must",)),
+    "_C nt_xent bwd: meta lse": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(4, device="meta"), _z(4), 4, 10.0), (RuntimeError,), ("devices",)),
+    "_C nt_xent bwd: strided g": (lambda: _c().nt_xent_lse_backward(_z(8, 3), _z(4), _z(8)[::2], 4, 10.0), (RuntimeError,), ("g must",)),
     "_C resample: meta x": (lambda: _raw_rs(_z(2, 100, device="meta")), (RuntimeError,), ("meta",)),
     "_C resample: int x": (lambda: _raw_rs(torch.ones(2, 100, dtype=torch.int32)), (RuntimeError,), ("float32",)),
     "_C resample: strided x": (lambda: _raw_rs(_z(2, 200)[:, ::2]), (RuntimeError,), ("contiguous",)),

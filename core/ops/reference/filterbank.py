@@ -34,7 +34,8 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, f_min: float = 0
     htk = validate.choice("mel_scale", mel_scale, ("slaney", "htk")) == "htk"
     p = validate.filter_norm(norm)
     f64 = torch.float64
-    fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=f64)
+    # bin k of the real FFT sits at k * sample_rate / n_fft (below Nyquist for odd n_fft)
+    fft_freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate, dtype=f64)
     mels = torch.linspace(float(hz_to_mel(torch.tensor(f_min, dtype=f64), htk)),
                           float(hz_to_mel(torch.tensor(f_max, dtype=f64), htk)), n_mels + 2, dtype=f64)
     edges = mel_to_hz(mels, htk)

@@ -4,13 +4,13 @@ the representation from collapsing."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrep.config import invalid
+from musicrep.config import interval, items, positive
 from musicrep.objective import Objective, TrainingData
 
 
@@ -28,19 +28,10 @@ class BYOL(Objective):
 
     @dataclass
     class Config:
-        projection_dim: int = 64
-        hidden: list[int] = field(default_factory=lambda: [256])            # projector
-        predictor_hidden: list[int] = field(default_factory=lambda: [256])  # predictor
-        momentum: float = 0.99  # EMA decay of the target network per step
-
-        def __post_init__(self) -> None:
-            if self.projection_dim <= 0:
-                raise invalid("projection_dim", f"must be positive, got {self.projection_dim}")
-            for key in ("hidden", "predictor_hidden"):
-                if any(w <= 0 for w in getattr(self, key)):
-                    raise invalid(key, f"needs positive layer widths, got {getattr(self, key)}")
-            if not 0 <= self.momentum < 1:
-                raise invalid("momentum", f"must be in [0, 1), got {self.momentum}")
+        projection_dim: int = positive(64)
+        hidden: list[int] = items(positive(), [256], min_len=0)            # projector
+        predictor_hidden: list[int] = items(positive(), [256], min_len=0)  # predictor
+        momentum: float = interval(0, 1, 0.99, high_open=True)  # EMA decay of the target network per step
 
     views = 2
     needs_features = True  # the target network embeds the crops itself

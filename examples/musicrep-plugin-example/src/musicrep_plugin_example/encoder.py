@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from musicrep.config import invalid
+from musicrep.config import positive
 
 
 class TinyCNN(nn.Module):
@@ -14,13 +14,8 @@ class TinyCNN(nn.Module):
 
     @dataclass
     class Config:
-        channels: int = 16
-        dim: int = 64
-
-        def __post_init__(self) -> None:
-            for key in ("channels", "dim"):
-                if getattr(self, key) <= 0:
-                    raise invalid(key, f"must be positive, got {getattr(self, key)}")
+        channels: int = positive(16)
+        dim: int = positive(64)
 
     def __init__(self, config: Config) -> None:
         super().__init__()

@@ -1,0 +1,235 @@
+"""The run directory: where every stage of a pipeline keeps its results, its lock, its status.
+
+This module is the one place that knows the layout; the stages, the report, the CLI and
+``musicrep.load_model`` ask it for paths rather than spelling them::
+
+    RUN_DIR/pipeline.toml                          the pipeline the last run was started with
+    RUN_DIR/.lock                                  held while a run works (holder's pid inside)
+    RUN_DIR/models/<model>/final.pt                pre-trained weights, keyed, with their description
+    RUN_DIR/models/<model>/last.pt                 the trainer's resumable checkpoint
+    RUN_DIR/models/<model>/pretrain.json           the finished pre-training's key and description
+    RUN_DIR/models/<model>/metrics.jsonl           training log (the logging plugin's)
+    RUN_DIR/embeddings/<model>/<task>.h5           embedding stores (``.h5.parts/`` while written)
+    RUN_DIR/probes/<model>/<task>/<probe>.json     probe results, keyed
+    RUN_DIR/report.md, results.json, results.csv, plots/
+
+Results are written atomically, so what is here is whole; the status functions say whether it
+was made with the key a run expects.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from musicrep import atomic
+from musicrep.errors import MusicrepError, WriteError
+
+_HELD: set[Path] = set()  # the run locks this process holds
+#: folders whose half-written files (a killed run's) are removed when a run starts
+RESULT_FOLDERS = ("models", "embeddings", "probes")
+
+
+class ModelDir:
+    """One model's folder, ``RUN_DIR/models/<model>``: what pre-training leaves."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.final = path / "final.pt"          # pre-trained weights, keyed, with their description
+        self.last = path / "last.pt"            # the trainer's resumable checkpoint
+        self.record = path / "pretrain.json"    # the finished pre-training's key, description, summary
+        self.training_log = path / "metrics.jsonl"
+
+
+class RunDir:
+    """The layout of one run directory, rooted at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pipeline = root / "pipeline.toml"
+        self.lock_file = root / ".lock"
+        self.report = root / "report.md"
+        self.results_json = root / "results.json"
+        self.results_csv = root / "results.csv"
+        self.plots = root / "plots"
+
+    # -- paths of results ------------------------------------------------------------------
+    def model(self, name: str) -> ModelDir:
+        return ModelDir(self.root / "models" / name)
+
+    def store(self, model: str, task: str) -> Path:
+        return self.root / "embeddings" / model / f"{task}.h5"
+
+    def store_shard(self, model: str, task: str, rank: int, world_size: int) -> Path:
+        """The store one rank writes under ``torchrun``; rank 0 joins the shards into ``store``."""
+        store = self.store(model, task)
+        return store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5")
+
+    def probe_result(self, model: str, task: str, probe: str) -> Path:
+        return self.root / "probes" / model / task / f"{probe}.json"
+
+    # -- what is here ----------------------------------------------------------------------
+    def probe_results(self) -> Iterator[tuple[str, str, str, Path]]:
+        """``(model, task, probe, path)`` of every probe result, sorted."""
+        for path in sorted((self.root / "probes").glob("*/*/*.json")):
+            yield path.parts[-3], path.parts[-2], path.stem, path
+
+    def stores(self) -> Iterator[tuple[str, str, Path]]:
+        """``(model, task, path)`` of every embedding store, sorted."""
+        for path in sorted((self.root / "embeddings").glob("*/*.h5")):
+            yield path.parent.name, path.stem, path
+
+    def has_probes(self) -> bool:
+        return (self.root / "probes").is_dir()
+
+    def is_run(self) -> bool:
+        """Whether a ``musicrep run`` has started here (it writes ``pipeline.toml`` first)."""
+        return self.pipeline.is_file()
+
+    def pretrained_models(self) -> list[str]:
+        """The models with a finished pre-training checkpoint, sorted."""
+        return sorted(p.name for p in (self.root / "models").glob("*") if ModelDir(p).final.is_file())
+
+    def saved_embed_settings(self) -> dict[str, Any]:
+        """The ``[embed]`` table of the pipeline this run was started with (empty without one)."""
+        if not self.is_run():
+            return {}
+        try:
+            embed = tomllib.loads(self.pipeline.read_text()).get("embed", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise MusicrepError(f"{self.pipeline}: cannot read the run's settings ({exc})") from None
+        if not isinstance(embed, dict):
+            raise MusicrepError(f"{self.pipeline}: [embed] is not a table")
+        return embed
+
+    # -- status of each stage's outputs ----------------------------------------------------
+    def pretrain_status(self, model: str) -> dict[str, Any] | None:
+        """``{"key", "description"}`` of the finished pre-training of ``model``, if any."""
+        record = self.model(model).record
+        if not record.exists():
+            return None
+        try:
+            return json.loads(record.read_text())
+        except ValueError:
+            return None
+
+    def store_status(self, model: str, task: str, provenance: dict[str, Any]) -> str:
+        """``"complete"`` for a finished store of exactly ``provenance``, or why not (see
+        ``musicrep.store.store_status``)."""
+        from musicrep.store import store_status
+
+        return store_status(self.store(model, task), provenance)
+
+    def stored_provenance(self, model: str, task: str) -> dict[str, Any] | None:
+        """The provenance of the finished store of ``model`` x ``task``; None when there is none."""
+        from musicrep.store import finished_provenance
+
+        return finished_provenance(self.store(model, task))
+
+    def probe_status(self, model: str, task: str, probe: str, key: str) -> str:
+        """"done" (a result for exactly this key), "missing", "stale" (another key) or "unreadable"."""
+        try:
+            result = json.loads(self.probe_result(model, task, probe).read_text())
+        except FileNotFoundError:
+            return "missing"
+        except (OSError, ValueError):  # results are written atomically; this is damage from outside
+            return "unreadable"
+        return "done" if isinstance(result, dict) and result.get("key") == key else "stale"
+
+    # -- starting a run --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Refuse a second ``musicrep run`` on a run directory that is in use.
+
+        The lock is a POSIX record lock (``lockf``) on ``.lock``. The kernel drops it when its
+        holder dies, however it dies; and unlike ``flock`` it is not shared with forked children,
+        so the data-loader workers that outlive a killed run for a few seconds do not hold it. The
+        file holds the holder's pid, for the message a second run prints. A record lock does not
+        stop its own process, so the process also keeps a set of the run directories it holds.
+        """
+        with atomic.writing(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+        lock = self.lock_file
+        if lock.resolve() in _HELD:  # checked before opening: closing any handle would drop the lock
+            raise self._in_use(str(os.getpid()))
+        handle = self._open_lock()
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise self._in_use(holder) from None
+        _HELD.add(lock.resolve())
+        try:
+            with atomic.writing(lock):
+                handle.truncate(0)
+                handle.write(str(os.getpid()))
+                handle.flush()
+            yield
+        finally:
+            _HELD.discard(lock.resolve())
+            handle.close()  # closing releases the lock
+
+    def _open_lock(self) -> IO[str]:
+        """The lock file, opened for reading and writing without following a symbolic link: a
+        planted ``.lock -> somefile`` would otherwise have the run truncate that file. Not "w":
+        that would wipe the holder's pid before we know we lost."""
+        lock = self.lock_file
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise MusicrepError(f"{lock} is a symbolic link; a run's lock must be a plain file in the run "
+                                    f"directory (remove the link)") from None
+            raise WriteError(lock, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise MusicrepError(f"{lock} is not a plain file; a run's lock must be one (remove it)")
+        return os.fdopen(fd, "a+")
+
+    def _in_use(self, holder: str) -> MusicrepError:
+        return MusicrepError(f"{self.root} is in use by another musicrep run (pid {holder} holds "
+                             f"{self.lock_file}); wait for it to finish, or give this run another [run] name "
+                             f"or --run-dir")
+
+    def start(self, pipeline_text: str) -> None:
+        """Clear what killed runs left half-written and record the pipeline; under the lock."""
+        for folder in RESULT_FOLDERS:
+            atomic.remove_leftovers(self.root / folder)
+        atomic.write_text(self.pipeline, pipeline_text)
+
+
+def parts_folder(store: Path) -> Path:
+    """Where the extractor keeps a store's finished tracks (atomic part files) until it is whole."""
+    return store.with_name(store.name + ".parts")
+
+
+def run_of_checkpoint(checkpoint: Path) -> RunDir | None:
+    """The run directory a ``models/<model>/final.pt`` belongs to; None for a loose checkpoint."""
+    model_dir = checkpoint.parent
+    return RunDir(model_dir.parent.parent) if model_dir.parent.name == "models" else None
+
+
+def find_checkpoint(path: Path) -> Path:
+    """``final.pt`` itself, a ``RUN_DIR/models/<model>`` folder, or a run with one pre-trained model."""
+    if path.is_file():
+        return path
+    if ModelDir(path).final.is_file():
+        return ModelDir(path).final
+    run = RunDir(path)
+    found = run.pretrained_models() if path.is_dir() else []
+    if len(found) == 1:
+        return run.model(found[0]).final
+    if found:
+        raise MusicrepError(f"{path}: the run has several pre-trained models ({', '.join(found)}); "
+                            f"pass {run.model(found[0]).path} to choose one")
+    raise MusicrepError(f"{path}: no pre-trained model here (looked for final.pt and models/*/final.pt)")
