@@ -23,6 +23,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -32,6 +33,10 @@ from musicrep import atomic
 from musicrep.errors import MusicrepError, WriteError
 
 _HELD: set[Path] = set()  # the run locks this process holds
+#: run, task and model names: they become file and folder names, so letters, digits, '_', '-' and
+#: '.', not starting with '.' and without '..' (no hidden files, no way up, no '/')
+NAME_PATTERN = r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+NAME_RULE = "letters, digits, '_', '-' and '.', not starting with '.', without '..'"
 #: folders whose half-written files (a killed run's) are removed when a run starts
 RESULT_FOLDERS = ("models", "embeddings", "probes")
 
@@ -60,19 +65,29 @@ class RunDir:
         self.plots = root / "plots"
 
     # -- paths of results ------------------------------------------------------------------
+    def inside(self, path: Path) -> Path:
+        """``path``, checked to lie inside the run directory once '.' and '..' are resolved
+        (lexically: a symbolic link the user made inside the run, e.g. to a bigger disk, is theirs).
+        Names are checked before any work; this makes sure no name can ever write elsewhere."""
+        root = os.path.normpath(os.path.abspath(self.root))
+        resolved = os.path.normpath(os.path.abspath(path))
+        if resolved == root or os.path.commonpath([root, resolved]) != root:
+            raise MusicrepError(f"{path}: outside the run directory {self.root}; refusing to write there")
+        return path
+
     def model(self, name: str) -> ModelDir:
-        return ModelDir(self.root / "models" / name)
+        return ModelDir(self.inside(self.root / "models" / name / "final.pt").parent)
 
     def store(self, model: str, task: str) -> Path:
-        return self.root / "embeddings" / model / f"{task}.h5"
+        return self.inside(self.root / "embeddings" / model / f"{task}.h5")
 
     def store_shard(self, model: str, task: str, rank: int, world_size: int) -> Path:
         """The store one rank writes under ``torchrun``; rank 0 joins the shards into ``store``."""
         store = self.store(model, task)
-        return store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5")
+        return self.inside(store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5"))
 
     def probe_result(self, model: str, task: str, probe: str) -> Path:
-        return self.root / "probes" / model / task / f"{probe}.json"
+        return self.inside(self.root / "probes" / model / task / f"{probe}.json")
 
     # -- what is here ----------------------------------------------------------------------
     def probe_results(self) -> Iterator[tuple[str, str, str, Path]]:
@@ -206,6 +221,13 @@ class RunDir:
         for folder in RESULT_FOLDERS:
             atomic.remove_leftovers(self.root / folder)
         atomic.write_text(self.pipeline, pipeline_text)
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a run, task or model (it would become a path), or None."""
+    if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name):
+        return None
+    return f"{name!r} is not a valid name: names become file and folder names, so use {NAME_RULE}"
 
 
 def parts_folder(store: Path) -> Path:

@@ -9,7 +9,6 @@ same model as an uninterrupted one. Checkpoints are written atomically.
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 import time
 import warnings
@@ -27,7 +26,8 @@ from musicrep import atomic
 from musicrep.audio import BadAudioError, random_crop
 from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
-from musicrep.errors import MusicrepError, WriteError
+from musicrep.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
@@ -153,23 +153,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        print(f"musicrep: warning: {path}: unreadable checkpoint ignored ({type(exc).__name__}: {exc})",
-              file=sys.stderr, flush=True)
+        state = read_checkpoint(path, device)
+    except CheckpointError as exc:  # named, and its work done again: never loaded as it is
+        print(f"musicrep: warning: {exc}; ignored, its work is done again", file=sys.stderr, flush=True)
         return None
     return state if isinstance(state, dict) else None
-
-
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write a checkpoint atomically. Through a Python file object, so that a full disk or a size
-    limit surfaces as an OS error naming ``path`` (``torch.save`` to a file name raises a
-    ``RuntimeError`` from its zip writer that names neither)."""
-    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        try:
-            torch.save(state, f)
-        except RuntimeError as exc:
-            raise WriteError(path, str(exc).splitlines()[0] if str(exc) else "torch.save failed") from None
 
 
 def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Module], sources: list[Source],

@@ -16,7 +16,8 @@ from musicrep.objective import TrainingData
 from musicrep.pipeline.context import RunContext, StageOutcome, build_model, log
 from musicrep.pipeline.spec import ModelSpec
 from musicrep.tasks import encode_target
-from musicrep.train import Source, TrainSettings, load_checkpoint, save_checkpoint, train, training_key
+from musicrep.checkpoint import save_checkpoint
+from musicrep.train import Source, TrainSettings, load_checkpoint, train, training_key
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
