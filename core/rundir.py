@@ -200,7 +200,7 @@ class RunDir:
         that would wipe the holder's pid before we know we lost."""
         lock = self.lock_file
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            fd = os.open(lock, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise MusicrepError(f"{lock} is a symbolic link; a run's lock must be a plain file in the run "

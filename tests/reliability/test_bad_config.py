@@ -237,7 +237,8 @@ OUT_OF_RANGE: list[tuple[str, Path_, Any, str]] = _out_of_range_cases() + CROSS_
 def _registered_config_classes() -> list[tuple[str, type]]:
     classes = [(f"{kind} '{name}'", info.config_class)
                for kind, components in default_registry().components().items()
-               for name, info in components.items()]
+               for name, info in components.items()
+               if info.config_class is not None]  # a ready model (e.g. mule) takes no config table
     return classes + [(cls.__name__, cls) for cls in (spec_module.RunSection, spec_module.EmbedSection,
                                                       spec_module.PretrainSection)]
 
