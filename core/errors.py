@@ -38,3 +38,20 @@ class ComponentError(MusicrepError, LookupError):
 
 class PluginError(MusicrepError):
     """A plugin that failed to load or whose hook misbehaved."""
+
+
+class WriteError(MusicrepError):
+    """A file musicrep could not write (a full disk, a read-only folder, a file-size limit).
+
+    One line naming the file and the system's reason: what was finished before is on disk under
+    its real name (every write is atomic), so the same command resumes once the cause is fixed.
+    """
+
+    def __init__(self, path: object, reason: OSError | str) -> None:
+        if isinstance(reason, OSError):
+            reason = reason.strerror or str(reason) or type(reason).__name__
+        self.path, self.reason = str(path), str(reason)
+        super().__init__(f"{self.reason}: {self.path}; finished work is kept")
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.path}; finished work is kept"

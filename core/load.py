@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from musicrep.checkpoint import read_checkpoint
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.registry import Registry, default_registry, get_component
@@ -124,10 +125,7 @@ def run_embed_settings(checkpoint: Path) -> dict[str, Any]:
 
 def from_run(path: Path, overrides: dict[str, Any]) -> Embedder:
     checkpoint = find_checkpoint(path)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a torn or foreign file: say which, whatever pickle raised
-        raise MusicrepError(f"{checkpoint}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    state = read_checkpoint(checkpoint)
     if not isinstance(state, dict) or not {"embedder", "description"} <= set(state):
         raise MusicrepError(f"{checkpoint}: not a musicrep pre-training checkpoint (needs 'embedder' and "
                             "'description')")

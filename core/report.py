@@ -8,6 +8,7 @@ import json
 import math
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -261,14 +262,34 @@ def _loss_section(run: RunDir) -> list[str]:
     return ["## Pre-training", "", *lines] if lines else []
 
 
-def write_report(run_dir: str | Path) -> str:
-    """Write report.md, results.json, results.csv and plots/ into ``run_dir``; return the text table."""
-    run = RunDir(Path(run_dir))
-    found = load_results(run.root)
+@dataclass
+class Report:
+    """A run's results, rendered: the finished probe results, the rows behind the table, the
+    table and its legend."""
+
+    found: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    header: list[str]
+    body: list[list[str]]
+    key: list[str]
+
+    @property
+    def text(self) -> str:
+        return "\n".join([format_table(self.header, self.body), *self.key])
+
+
+def render_report(run_dir: str | Path) -> Report:
+    """The table of a run's finished probes; reads only (a read-only run directory is fine)."""
+    found = load_results(RunDir(Path(run_dir)).root)
     rows = flat_rows(found)
-    header, body = table(rows)
-    text = format_table(header, body)
     key = legend([r for r in compared(rows) if r["primary"] and r["split"] == "test"])
+    return Report(found, rows, *table(rows), key)
+
+
+def write_report_files(run_dir: str | Path, report: Report) -> None:
+    """report.md, results.json, results.csv and plots/ in ``run_dir``; raises ``WriteError``."""
+    run = RunDir(Path(run_dir))
+    found, rows = report.found, report.rows
     atomic.write_json(run.results_json, rows)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
@@ -277,11 +298,12 @@ def write_report(run_dir: str | Path) -> str:
     atomic.write_text(run.results_csv, buffer.getvalue())
 
     plots = run.plots
-    plots.mkdir(exist_ok=True)
+    with atomic.writing(plots):
+        plots.mkdir(exist_ok=True)
     md = [f"# musicrep report: {run.root.name}", "", "## Results", "",
           "The primary metric of each task on its test split.", "",
-          format_table(header, body, markdown=True), "",
-          *(f"- {_escaped(line)}" for line in key), ""]
+          format_table(report.header, report.body, markdown=True), "",
+          *(f"- {_escaped(line)}" for line in report.key), ""]
     md += [f"![{p.stem}](plots/{p.name})" for p in bar_charts(compared(rows), plots, MARK_NOTES)] + [""]
     md += ["## Tasks", "", "Per model and probe: the split sizes, the scores on valid (where the probe's "
            "settings were chosen) and test, and the chosen settings.", ""]
@@ -305,4 +327,10 @@ def write_report(run_dir: str | Path) -> str:
         md += ["## Settings", "", "The pipeline this run was made with (`pipeline.toml`):", "", "```toml",
                settings.read_text().rstrip(), "```", ""]
     atomic.write_text(run.report, "\n".join(md))
-    return "\n".join([text, *key])
+
+
+def write_report(run_dir: str | Path) -> str:
+    """Write report.md, results.json, results.csv and plots/ into ``run_dir``; return the text table."""
+    report = render_report(run_dir)
+    write_report_files(run_dir, report)
+    return report.text

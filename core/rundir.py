@@ -24,14 +24,20 @@ import errno
 import fcntl
 import json
 import os
+import re
+import stat
 import tomllib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from musicrep import atomic
-from musicrep.errors import MusicrepError
+from musicrep.errors import MusicrepError, WriteError
 
 _HELD: set[Path] = set()  # the run locks this process holds
+#: run, task and model names: they become file and folder names, so letters, digits, '_', '-' and
+#: '.', not starting with '.' and without '..' (no hidden files, no way up, no '/')
+NAME_PATTERN = r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+NAME_RULE = "letters, digits, '_', '-' and '.', not starting with '.', without '..'"
 #: folders whose half-written files (a killed run's) are removed when a run starts
 RESULT_FOLDERS = ("models", "embeddings", "probes")
 
@@ -60,19 +66,29 @@ class RunDir:
         self.plots = root / "plots"
 
     # -- paths of results ------------------------------------------------------------------
+    def inside(self, path: Path) -> Path:
+        """``path``, checked to lie inside the run directory once '.' and '..' are resolved
+        (lexically: a symbolic link the user made inside the run, e.g. to a bigger disk, is theirs).
+        Names are checked before any work; this makes sure no name can ever write elsewhere."""
+        root = os.path.normpath(os.path.abspath(self.root))
+        resolved = os.path.normpath(os.path.abspath(path))
+        if resolved == root or os.path.commonpath([root, resolved]) != root:
+            raise MusicrepError(f"{path}: outside the run directory {self.root}; refusing to write there")
+        return path
+
     def model(self, name: str) -> ModelDir:
-        return ModelDir(self.root / "models" / name)
+        return ModelDir(self.inside(self.root / "models" / name / "final.pt").parent)
 
     def store(self, model: str, task: str) -> Path:
-        return self.root / "embeddings" / model / f"{task}.h5"
+        return self.inside(self.root / "embeddings" / model / f"{task}.h5")
 
     def store_shard(self, model: str, task: str, rank: int, world_size: int) -> Path:
         """The store one rank writes under ``torchrun``; rank 0 joins the shards into ``store``."""
         store = self.store(model, task)
-        return store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5")
+        return self.inside(store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5"))
 
     def probe_result(self, model: str, task: str, probe: str) -> Path:
-        return self.root / "probes" / model / task / f"{probe}.json"
+        return self.inside(self.root / "probes" / model / task / f"{probe}.json")
 
     # -- what is here ----------------------------------------------------------------------
     def probe_results(self) -> Iterator[tuple[str, str, str, Path]]:
@@ -159,11 +175,12 @@ class RunDir:
         file holds the holder's pid, for the message a second run prints. A record lock does not
         stop its own process, so the process also keeps a set of the run directories it holds.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
+        with atomic.writing(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
         lock = self.lock_file
         if lock.resolve() in _HELD:  # checked before opening: closing any handle would drop the lock
             raise self._in_use(str(os.getpid()))
-        handle = open(lock, "a+")  # not "w": that would wipe the holder's pid before we know we lost
+        handle = self._open_lock()
         try:
             fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -175,13 +192,31 @@ class RunDir:
             raise self._in_use(holder) from None
         _HELD.add(lock.resolve())
         try:
-            handle.truncate(0)
-            handle.write(str(os.getpid()))
-            handle.flush()
+            with atomic.writing(lock):
+                handle.truncate(0)
+                handle.write(str(os.getpid()))
+                handle.flush()
             yield
         finally:
             _HELD.discard(lock.resolve())
             handle.close()  # closing releases the lock
+
+    def _open_lock(self) -> IO[str]:
+        """The lock file, opened for reading and writing without following a symbolic link: a
+        planted ``.lock -> somefile`` would otherwise have the run truncate that file. Not "w":
+        that would wipe the holder's pid before we know we lost."""
+        lock = self.lock_file
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise MusicrepError(f"{lock} is a symbolic link; a run's lock must be a plain file in the run "
+                                    f"directory (remove the link)") from None
+            raise WriteError(lock, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise MusicrepError(f"{lock} is not a plain file; a run's lock must be one (remove it)")
+        return os.fdopen(fd, "a+")
 
     def _in_use(self, holder: str) -> MusicrepError:
         return MusicrepError(f"{self.root} is in use by another musicrep run (pid {holder} holds "
@@ -193,6 +228,13 @@ class RunDir:
         for folder in RESULT_FOLDERS:
             atomic.remove_leftovers(self.root / folder)
         atomic.write_text(self.pipeline, pipeline_text)
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a run, task or model (it would become a path), or None."""
+    if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name):
+        return None
+    return f"{name!r} is not a valid name: names become file and folder names, so use {NAME_RULE}"
 
 
 def parts_folder(store: Path) -> Path:

@@ -9,7 +9,6 @@ same model as an uninterrupted one. Checkpoints are written atomically.
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 import time
 import warnings
@@ -26,6 +25,7 @@ from musicrep import atomic
 from musicrep.audio import BadAudioError, random_crop
 from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
+from musicrep.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
@@ -158,10 +158,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        print(f"musicrep: warning: {path}: unreadable checkpoint ignored ({type(exc).__name__}: {exc})",
-              file=sys.stderr, flush=True)
+        state = read_checkpoint(path, device)
+    except CheckpointError as exc:  # named, and its work done again: never loaded as it is
+        print(f"musicrep: warning: {exc}; ignored, its work is done again", file=sys.stderr, flush=True)
         return None
     return state if isinstance(state, dict) else None
 
@@ -207,9 +206,8 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     def save(path: Path, step: int) -> None:
         if not is_main():
             return
-        with atomic.atomic_path(path) as tmp:
-            torch.save({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
+        save_checkpoint({"key": key, "step": step, "loss": loss_value, "module": module.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path)
 
     bar = progress_bar(total=settings.steps, initial=start, desc=label, unit="step", file=sys.stderr,
                disable=not (progress and is_main()), dynamic_ncols=True)

@@ -45,7 +45,8 @@ def musicrep_on_train_start(run_dir: str, start_step: int, steps: int) -> None:
 
 @hookimpl
 def musicrep_on_train_step(step: int, metrics: dict[str, float], run_dir: str) -> None:
-    with open(ModelDir(Path(run_dir)).training_log, "a", encoding="utf-8") as f:
+    path = ModelDir(Path(run_dir)).training_log
+    with atomic.writing(path), open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **metrics}) + "\n")
     writer = _tensorboard(run_dir)
     if writer is not None:

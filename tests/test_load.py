@@ -68,7 +68,7 @@ def test_run_with_two_models_asks_which(tmp_path: Path, fakes) -> None:
 def test_bad_checkpoints_name_file_and_tensor(tmp_path: Path, fakes) -> None:
     write_run(tmp_path / "run", "mine", seed=4)
     final = tmp_path / "run" / "models" / "mine" / "final.pt"
-    state = torch.load(final, weights_only=False)
+    state = torch.load(final, weights_only=True)
     name = "encoder.fast.stages.1.0.conv2.weight"
     state["embedder"][name] = state["embedder"][name][:1]
     torch.save(state, final)

@@ -62,7 +62,7 @@ def test_killed_training_resumes_to_the_same_model(tmp_path: Path) -> None:
     with pytest.raises(Crash):
         train(resumed, Supervised(Supervised.Config()), [CrashAt(at=8)], sources, data, settings(seed, 10),
               tmp_path / "resumed", device=torch.device("cpu"), key="k", progress=False)
-    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["step"] == 6
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["step"] == 6
     fresh, _, sources = setup(seed)  # a new process: weights at init, state from the checkpoint
     summary = train(fresh, Supervised(Supervised.Config()), [CrashAt(at=-1)], sources, data, settings(seed, 10),
                     tmp_path / "resumed", device=torch.device("cpu"), key="k", progress=False)
@@ -143,7 +143,7 @@ def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     seed = int(torch.randint(0, 10_000, ()))
     mp.spawn(pretrain_rank, args=(2, port, str(tmp_path), seed), nprocs=2, join=True)
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert rank0["summary"]["steps"] == 4
     initial, _, _ = setup(seed)
     for name, value in rank0["state"].items():
@@ -151,4 +151,4 @@ def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
     trained = [n for n, v in rank0["state"].items() if v.is_floating_point()
                and not torch.equal(v, dict(initial.named_parameters())[n])]
     assert trained, "training changed no weight"
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 4
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4

@@ -16,6 +16,7 @@ from musicrep.objective import TrainingData
 from musicrep.pipeline.context import RunContext, StageOutcome, build_model, log
 from musicrep.pipeline.spec import ModelSpec
 from musicrep.tasks import encode_target
+from musicrep.checkpoint import save_checkpoint
 from musicrep.train import Source, TrainSettings, load_checkpoint, train, training_key
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -122,9 +123,8 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
     summary = train(embedder, objective, augmentations, sources, data, settings, folder.path, device=context.device,
                     key=key, label=f"pretrain {model.name}",
                     notify=lambda hook, **kw: context.registry.notify(hook, run_dir=str(folder.path), **kw))
-    with atomic.atomic_path(folder.final) as tmp:
-        torch.save({"key": key, "embedder": embedder.state_dict(), "description": description,
-                    "summary": summary}, tmp)
+    save_checkpoint({"key": key, "embedder": embedder.state_dict(), "description": description,
+                     "summary": summary}, folder.final)
     atomic.write_json(folder.record, {"key": key, "description": description, "summary": summary})
     log(f"pretrain {model.name}: {summary['steps']} steps, final loss {summary['final_loss']:.4f}, "
         f"{summary['clips_per_s']:.1f} clips/s")

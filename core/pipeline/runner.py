@@ -20,6 +20,7 @@ from musicrep.distributed import init_from_env, is_main
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.pipeline import conflicts, embed, pretrain, probe, report, survey
 from musicrep.pipeline.context import RunContext, build_model, log
+from musicrep.pipeline.task_check import check_task
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.registry import Registry, default_registry
 from musicrep.rundir import RunDir
@@ -61,6 +62,8 @@ class PipelineRun:
         exists: the tasks load, the probes serve their kinds, each model's front end and encoder
         embed a window together, each pre-training source exists. Returns the tasks."""
         tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
+        for name, task in tasks.items():
+            check_task(name, task, str(self.spec.path))
         self.check_compatibility(tasks)
         survey.check_files(tasks, self.spec.embed.on_bad_audio)
         context = self.context(tasks)

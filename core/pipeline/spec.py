@@ -14,6 +14,7 @@ from typing import Any, Literal, Mapping
 
 from musicrep.config import build_config, interval, invalid, items, matches, non_negative, positive, unknown_key_message
 from musicrep.errors import ConfigError, MusicrepError
+from musicrep.rundir import NAME_PATTERN, NAME_RULE, name_problem
 from musicrep.registry import Registry, default_registry
 
 
@@ -37,7 +38,7 @@ class ComponentRef:
 
 @dataclass
 class RunSection:
-    name: str = "run"
+    name: str = matches(NAME_PATTERN, f"a name ({NAME_RULE}): it names the run's folder", "run")
     dir: str | None = None
     seed: int = interval(0, 2**32, 0, high_open=True)  # NumPy and scikit-learn take seeds in [0, 2**32)
     #: repeat pre-training and probing once per seed: every model runs as ``<model>.seed<N>``
@@ -172,6 +173,13 @@ class _Parser:
     def section(self, cls: type, value: Any, section: str) -> Any:
         return build_config(cls, self.table(value, section), file=self.file, section=section)
 
+    def check_names(self, table: Mapping[str, Any], section: str) -> None:
+        """Task and model names become folder and file names in the run directory."""
+        for name in table:
+            problem = name_problem(name)
+            if problem is not None:
+                raise self.error(f"{section[:-1]} name {problem}", section)
+
     def model(self, name: str, value: Any) -> ModelSpec:
         section = f"models.{name}"
         table = dict(self.table(value, section))
@@ -262,11 +270,13 @@ class _Parser:
         tasks_raw = self.table(raw.get("tasks", {}), "tasks")
         if not tasks_raw:
             raise self.error("name at least one task, e.g. [tasks.pitch] with type = \"synth\"", "tasks")
+        self.check_names(tasks_raw, "tasks")
         tasks = {name: self.component("task", value, f"tasks.{name}") for name, value in tasks_raw.items()}
         models_raw = self.table(raw.get("models", {}), "models")
         if not models_raw:
             raise self.error("name at least one model, e.g. [models.mine] with frontend and encoder",
                              "models")
+        self.check_names(models_raw, "models")
         models = self.seeded({name: self.model(name, value) for name, value in models_raw.items()}, run, raw)
         for model in models.values():
             if model.pretrain is None:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from musicrep.config import invalid, items, matches, non_negative, path_field, positive
-from musicrep.tasks import (Item, Task, TaskDataError, require_file, split_by_ratio,
+from musicrep.tasks import (STANDARD_SPLITS, Item, Task, TaskDataError, require_file, split_by_ratio,
                             vocabulary)
 
 
@@ -96,6 +97,11 @@ class CsvTask(Task):
             split = (row.get(c.split_column) or "").strip()
             if not split:
                 raise TaskDataError(f"{self.file}, line {line}: empty {c.split_column!r}")
+            if split not in STANDARD_SPLITS:  # a row in any other split would silently go unused
+                close = difflib.get_close_matches(split.lower(), STANDARD_SPLITS, n=1, cutoff=0.4)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TaskDataError(f"{self.file}, line {line}: {c.split_column} {split!r} is not one of "
+                                    f"{', '.join(STANDARD_SPLITS)}{hint}")
         else:
             split = split_by_ratio(rel, c.split_ratios, c.seed)
         start = _seconds(row.get("start"), self.file, line, "start")

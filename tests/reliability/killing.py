@@ -203,7 +203,7 @@ def store_contents(path: Path) -> dict[str, Any]:
 
 
 def outputs(run: Path) -> dict[str, Any]:
-    final = torch.load(run / "models" / MODEL / "final.pt", weights_only=False)
+    final = torch.load(run / "models" / MODEL / "final.pt", weights_only=True)
     log = [json.loads(line) for line in (run / "models" / MODEL / "metrics.jsonl").read_text().splitlines()]
     return {
         "weights": final["embedder"], "key": final["key"],

@@ -294,7 +294,8 @@ def test_musicrep_run_skips_and_reports_every_bad_file(corpus: Corpus, tmp_path:
 
 
 def test_musicrep_run_fails_on_the_first_bad_file_without_a_traceback(corpus: Corpus, tmp_path: Path) -> None:
-    _manifest(corpus, tmp_path / "task", {"unicode": corpus.good["unicode"], "nan": corpus.bad["nan"]}, extra=4)
+    _manifest(corpus, tmp_path / "task", {"unicode": corpus.good["unicode"], "nan": corpus.bad["nan"]},
+              extra=16)  # train, valid and test: a task the probes can use, or the config check refuses it
     toml = tmp_path / "pipeline.toml"
     toml.write_text(PIPELINE.format(policy="fail"), encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "musicrep.cli", "run", str(toml)], capture_output=True,

@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -440,3 +441,36 @@ def test_every_generated_out_of_range_value_is_refused_naming_file_section_and_k
         assert err.value.key == key and str(toml) in str(err.value), f"{path} = {value!r}: {err.value}"
         assert err.value.section is not None and err.value.section.startswith(str(path[0])), str(err.value)
     toml.unlink()
+
+
+# -- tasks the probes cannot use: refused with the config's errors, not after the embedding ----
+
+def task_rows(rng: random.Random, case: str) -> tuple[str, str]:
+    """A manifest broken the way ``case`` says (sizes, labels and the broken rows drawn fresh), and
+    the word its error must name."""
+    n = rng.randint(9, 30)
+    classes = rng.sample(["rock", "jazz", "folk", "soul", "punk"], rng.randint(2, 4))
+    splits = [("train", "valid", "test")[i % 3] for i in range(n)]
+    labels = [rng.choice(classes) for _ in range(n)]
+    labels[:len(classes)] = classes  # every class is in train, valid or test somewhere
+    if case == "one class":
+        label = rng.choice(classes)
+        labels, word = [label] * n, label
+    elif case == "unknown split":
+        word = rng.choice(["validation", "dev", "Test", "training"])
+        for i in rng.sample(range(n), rng.randint(1, n // 3)):
+            splits[i] = word
+    else:  # no test split
+        splits, word = [s if s != "test" else rng.choice(["train", "valid"]) for s in splits], "test"
+    return "path,label,split\n" + "".join(f"clip{i}.wav,{l},{s}\n" for i, (l, s) in enumerate(zip(labels, splits))), word
+
+
+@pytest.mark.parametrize("case", ["one class", "unknown split", "no test split"])
+def test_a_task_its_probes_cannot_use_is_refused_before_any_work(tmp_path: Path, case: str) -> None:
+    rng = random.Random()
+    text, word = task_rows(rng, case)
+    (tmp_path / "manifest.csv").write_text(text, encoding="utf-8")
+    before = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
+    code, err = run_cli(tmp_path, copy.deepcopy(CSV_BASE))
+    check_refused(code, err, word, f"{case}: {text}", before, tmp_path)
+    assert "genre" in err.splitlines()[-1] or "manifest.csv" in err.splitlines()[-1]

@@ -50,7 +50,7 @@ def kill_in_each_stage(folder: Path, seed: int) -> Path:
     process.wait_for(lambda: steps_logged(run) >= at_step, f"pre-training step {at_step}")
     process.kill()
     logged = steps_logged(run)
-    saved = torch.load(models / "last.pt", weights_only=False)["step"] if (models / "last.pt").exists() else 0
+    saved = torch.load(models / "last.pt", weights_only=True)["step"] if (models / "last.pt").exists() else 0
     assert saved % CHECKPOINT_EVERY == 0 and logged - CHECKPOINT_EVERY <= saved <= logged < STEPS
     assert not (models / "final.pt").exists()
 
@@ -257,7 +257,7 @@ def test_a_damaged_store_result_checkpoint_or_log_is_redone_and_said_so(
         return capsys.readouterr().err
 
     rerun()
-    weights = torch.load(models / "final.pt", weights_only=False)["embedder"]
+    weights = torch.load(models / "final.pt", weights_only=True)["embedder"]
     first = {"log": log(), "store": store_contents(store), "linear": (probes / "linear.json").read_text(),
              "pretrain": json.loads((models / "pretrain.json").read_text())["summary"]}
 
@@ -289,7 +289,7 @@ def test_a_damaged_store_result_checkpoint_or_log_is_redone_and_said_so(
     for leftover in leftovers:
         leftover.write_bytes(b"half")
     err = rerun()
-    assert f"{models / 'final.pt'}: unreadable checkpoint ignored" in err
+    assert f"{models / 'final.pt'}: not a readable checkpoint" in err
     summary = json.loads((models / "pretrain.json").read_text())["summary"]
     assert summary["resumed_from"] == 4 and summary["final_loss"] == first["pretrain"]["final_loss"]
     assert log() == first["log"]
@@ -300,9 +300,9 @@ def test_a_damaged_store_result_checkpoint_or_log_is_redone_and_said_so(
     (models / "last.pt").write_bytes((models / "last.pt").read_bytes()[:500])
     (models / "final.pt").unlink()
     err = rerun()
-    assert f"{models / 'last.pt'}: unreadable checkpoint ignored" in err
+    assert f"{models / 'last.pt'}: not a readable checkpoint" in err
     assert json.loads((models / "pretrain.json").read_text())["summary"]["resumed_from"] == 0
-    again = torch.load(models / "final.pt", weights_only=False)["embedder"]
+    again = torch.load(models / "final.pt", weights_only=True)["embedder"]
     assert all(torch.equal(weights[name], again[name]) for name in weights)
     assert log() == first["log"]
     assert "embed small/tones: cached" in err
