@@ -55,5 +55,6 @@ def test_sigterm_and_repeated_ctrl_c_stop_a_run_quietly_and_the_rerun_loses_noth
     assert 0 < kept < TRACKS
 
     text = Process("run", pipeline, log=tmp_path / "3.log").finish()
-    assert f"| 0/{TRACKS - kept} [" in text  # only the tracks not kept are embedded
+    assert f"{kept} of {TRACKS} tracks already embedded, {TRACKS - kept} to go" in text  # only the rest
+    assert f"/{TRACKS - kept} track" in text  # the progress line counts the tracks left
     assert_same_outputs(expected.result(), outputs(run))
