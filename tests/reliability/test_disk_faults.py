@@ -146,8 +146,6 @@ def test_a_read_only_run_directory_still_reports_and_refuses_a_run_in_one_line(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the HDF5 store's assembly on a full disk still crashes inside h5py (exit -11): the "
-                          "store writer's part of issue 17, fixed with its rewrite", strict=False)
 def test_a_full_disk_at_any_point_is_one_line_and_the_rerun_loses_nothing(tmp_path: Path) -> None:
     """A tmpfs that grows a little after each failed run: the run fails at whatever file no longer
     fits (checkpoints, the log, part files, the store, probe results, the report), always in one
