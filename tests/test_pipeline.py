@@ -285,7 +285,8 @@ def test_a_resumed_run_says_where_it_resumes_and_counts_the_whole_store(
                 raise KeyboardInterrupt  # as Ctrl-C would, between steps
 
     path = write_pipeline(tmp_path)
-    path.write_text(path.read_text().replace("batch_size = 8", "batch_size = 8\ncheckpoint_every = 4")
+    # num_workers = 0: the interrupt below is raised while decoding, in this process
+    path.write_text(path.read_text().replace("batch_size = 8", "batch_size = 8\ncheckpoint_every = 4\nnum_workers = 0")
                     + PRETRAINED.format(steps=6) + "checkpoint_every = 2\n")
     stopper = StopAtStep()
     registry.register(stopper, name="stopper", package="tests")
