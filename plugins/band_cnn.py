@@ -16,6 +16,7 @@ from torch import nn
 
 from musicrep.config import interval, items, positive
 from musicrep.hookspecs import Factories, hookimpl
+from musicrep.plugins.encoders import conv_stack
 
 
 class BandCNN(nn.Module):
@@ -34,15 +35,7 @@ class BandCNN(nn.Module):
         super().__init__()
         self.config = config
         self.dim = config.dim
-        layers: list[nn.Module] = [nn.BatchNorm2d(1)]
-        previous = 1
-        for channels, fp, tp in zip(config.channels, config.freq_pool, config.time_pool):
-            layers += [nn.Conv2d(previous, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-                       nn.ReLU(inplace=True)]
-            if (fp, tp) != (1, 1):
-                layers.append(nn.MaxPool2d((fp, tp), ceil_mode=True))
-            previous = channels
-        self.body = nn.Sequential(*layers)
+        self.body, previous = conv_stack(config.channels, list(zip(config.freq_pool, config.time_pool)))
         self.bands = nn.AdaptiveAvgPool1d(config.bands)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * previous * config.bands, config.dim))
 

@@ -12,6 +12,20 @@ from musicrep.ops.reference.filterbank import band_edges
 from musicrep.hookspecs import Factories, hookimpl
 
 
+def conv_stack(channels: list[int], pools: list[tuple[int, int]]) -> tuple[nn.Sequential, int]:
+    """The small CNNs' shared body over ``[B, 1, F, frames]``: batch norm on the input, then per
+    stage a 3x3 convolution, batch norm, ReLU and a max pool by ``(freq, time)`` (none where it
+    is ``(1, 1)``); returns the body and its output channels."""
+    layers: list[nn.Module] = [nn.BatchNorm2d(1)]
+    previous = 1
+    for out, pool in zip(channels, pools):
+        layers += [nn.Conv2d(previous, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        if tuple(pool) != (1, 1):
+            layers.append(nn.MaxPool2d(pool, ceil_mode=True))
+        previous = out
+    return nn.Sequential(*layers), previous
+
+
 class FCN(nn.Module):
     """Compact fully-convolutional CNN (MusiCNN/FCN style) that trains on a CPU."""
 
@@ -25,13 +39,7 @@ class FCN(nn.Module):
         super().__init__()
         self.config = config
         self.dim = config.dim
-        layers: list[nn.Module] = [nn.BatchNorm2d(1)]
-        previous = 1
-        for channels in config.channels:
-            layers += [nn.Conv2d(previous, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
-            previous = channels
-        self.body = nn.Sequential(*layers)
+        self.body, previous = conv_stack(config.channels, [(2, 2)] * len(config.channels))
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * previous, config.dim))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
