@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from musicrep.audio import BadAudioError, BadAudioPolicy
+from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
 from musicrep.progress import progress_bar
 from musicrep.store import StoreWriter, TrackEmbedding
@@ -151,7 +152,7 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
     track reaches a part file, also when interrupted."""
     loader = DataLoader(_TrackAudio(task, items, embedder.sample_rate), batch_size=None, shuffle=False,
                         num_workers=workers, collate_fn=_as_is, pin_memory=device.type == "cuda",
-                        prefetch_factor=PREFETCH if workers else None)
+                        prefetch_factor=PREFETCH if workers else None, worker_init_fn=init_worker)
     pending: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
     pending_windows = 0
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
+from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
 from musicrep.rundir import ModelDir, run_of_checkpoint
@@ -200,7 +201,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     dataset = ClipDataset(sources, embedder.sample_rate, clip_samples, objective.views, settings.seed)
     sampler = EpochBatches(len(sources), settings.batch_size, settings.seed, start, rank, world_size)
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=settings.num_workers, collate_fn=collate,
-                             persistent_workers=settings.num_workers > 0))
+                             persistent_workers=settings.num_workers > 0, worker_init_fn=init_worker))
     autocast = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
 
     def save(path: Path, step: int) -> None:

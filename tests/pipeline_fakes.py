@@ -82,3 +82,11 @@ def musicrep_frontends():
 
 
 PLUGIN = types.SimpleNamespace(musicrep_tasks=musicrep_tasks, musicrep_frontends=musicrep_frontends)
+
+
+def synth_pitch_task(seconds: float = 1.0, sample_rate: int | None = None) -> str:
+    """The ``[tasks.pitch]`` TOML block of the smallest built-in synthetic task a pipeline test
+    needs: 3 pitches, 12/6/6 tones."""
+    rate = f"sample_rate = {sample_rate}\n" if sample_rate else ""
+    return ('[tasks.pitch]\ntype = "synth"\nlabel = "pitch"\nn_classes = 3\n'
+            f"n_train = 12\nn_valid = 6\nn_test = 6\nseconds = {seconds}\n{rate}")

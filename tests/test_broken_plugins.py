@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_fakes import synth_pitch_task
+
 MODULES = {
     "bad_import": "import no_such_dependency_xyz\n",
     "bad_raises": """
@@ -69,16 +71,7 @@ PIPELINE = """
 name = "survives"
 device = "cpu"
 
-[tasks.pitch]
-type = "synth"
-label = "pitch"
-n_classes = 3
-n_train = 12
-n_valid = 6
-n_test = 6
-seconds = 0.5
-sample_rate = 8000
-
+""" + synth_pitch_task(0.5, sample_rate=8000) + """
 [models.stats]
 frontend = { type = "mel", sample_rate = 8000, n_fft = 256, hop_length = 128, n_mels = 16 }
 encoder = { type = "healthy-stats", n_features = 16, n_mfcc = 4 }

@@ -14,21 +14,15 @@ import torch
 from musicrep.pipeline.runner import run_pipeline
 from musicrep.store import EmbeddingStore
 
+from pipeline_fakes import synth_pitch_task
+
 PIPELINE = """
 [run]
 name = "gpu"
 seed = 4
 device = "cuda"
 
-[tasks.pitch]
-type = "synth"
-label = "pitch"
-n_classes = 3
-n_train = 12
-n_valid = 6
-n_test = 6
-seconds = 1.0
-
+""" + synth_pitch_task(1.0) + """
 [models.small]
 frontend = { type = "mel", n_fft = 256, hop_length = 128, n_mels = 16 }
 encoder = { type = "fcn", channels = [4, 8], dim = 8 }

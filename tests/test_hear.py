@@ -15,6 +15,8 @@ import musicrep.hear as hear
 from musicrep.errors import ConfigError
 from musicrep.model import Embedder
 
+from pipeline_fakes import synth_pitch_task
+
 SR = 8000
 
 TINY_HEAR = '''
@@ -115,19 +117,11 @@ def test_hear_encoder_in_a_pipeline(tiny_hear: Path) -> None:
     from musicrep.pipeline.runner import run_pipeline
 
     toml = tiny_hear / "pipeline.toml"
-    toml.write_text(textwrap.dedent(f"""
+    toml.write_text(textwrap.dedent("""
         [run]
         name = "hear"
         device = "cpu"
-        [tasks.pitch]
-        type = "synth"
-        label = "pitch"
-        n_classes = 3
-        n_train = 12
-        n_valid = 6
-        n_test = 6
-        seconds = 1.0
-        sample_rate = {SR}
+        """) + synth_pitch_task(1.0, sample_rate=SR) + textwrap.dedent(f"""
         [models.tiny]
         frontend = {{ type = "waveform", sample_rate = {SR} }}
         encoder = {{ type = "hear", module = "tiny_hear_mod", model_file = "gain.txt" }}

@@ -22,6 +22,7 @@ from typing import Iterator
 import pytest
 
 from killing import ENV, MODEL, TASK, assert_same_outputs, command, outputs, run_dir, undisturbed, write_pipeline
+from pipeline_fakes import synth_pitch_task
 
 # Embedding and probing only (no pre-training): seconds, for the tests that need a finished run.
 QUICK = """
@@ -29,15 +30,7 @@ QUICK = """
 name = "quick"
 device = "cpu"
 
-[tasks.pitch]
-type = "synth"
-label = "pitch"
-n_classes = 3
-n_train = 12
-n_valid = 6
-n_test = 6
-seconds = 1.0
-
+""" + synth_pitch_task(1.0) + """
 [models.stats]
 frontend = { type = "torch-mel", n_fft = 256, n_mels = 16, sample_rate = 8000 }
 encoder = { type = "mel-stats", n_features = 16, n_mfcc = 4 }
