@@ -18,10 +18,12 @@ from musicrep.layers import OUT, encode_layers, layer_names, pool_over_time
 from musicrep.model import Embedder
 from musicrep.pipeline.runner import run_pipeline
 from musicrep.registry import Registry
-from musicrep.report import render_report
+from musicrep.report import collect, render_report, table
 from musicrep.store import EmbeddingStore, StoreWriter, TrackEmbedding, join_shards, store_status
-from pipeline_fakes import PLUGIN, FrameFrontend, ToneTask
-from test_store import FlakyTask, Interrupted
+from pipeline_fakes import FrameFrontend, ToneTask
+from test_pipeline import registry  # noqa: F401 - the fixture: a registry with the fakes
+from test_report import write_result
+from test_store import FlakyTask, Interrupted, assert_same_arrays
 
 N_MELS = 24
 
@@ -146,11 +148,7 @@ def test_a_store_of_several_layers_resumes_to_the_same_store(tmp_path: Path) -> 
             assert len(offsets) == len(timeline)
         assert a.embeddings(layer="block1").shape == (15, 4 * math.ceil(129 / 2))  # 129 STFT bins, halved
         np.testing.assert_array_equal(a.embeddings(), a.embeddings(layer=OUT))
-    for key in first:
-        if first[key].dtype.kind == "f":
-            np.testing.assert_allclose(first[key], second[key], rtol=1e-5, atol=1e-6, err_msg=key)
-        else:
-            np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    assert_same_arrays(first, second)
 
 
 def test_parts_of_other_layers_are_not_mixed_in(tmp_path: Path) -> None:
@@ -202,13 +200,6 @@ def test_shards_of_several_layers_join(tmp_path: Path) -> None:
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def registry() -> Registry:
-    reg = Registry()
-    reg.register(PLUGIN, name="fakes", package="tests")
-    return reg
-
 
 LAYERED = """
 [run]
@@ -322,3 +313,17 @@ def test_an_early_layer_keeps_the_pitch_that_the_last_one_pools_away(tmp_path: P
     assert "random/block2" in table and "random/out" in table
     with EmbeddingStore(tmp_path / "runs" / "pitch-layers" / "embeddings" / "random" / "pitch.h5") as store:
         assert store.embeddings(layer="block2").shape[1] == 16 * 12 and store.dim == 16
+
+
+def test_layers_over_seeds_are_one_column_each(tmp_path: Path) -> None:
+    """Under ``[run] seeds`` a layer's results (``<model>.seed<N>/<layer>``) pool over the seeds
+    into one column per model and layer, as the embedding's do."""
+    rng = np.random.default_rng()
+    early, late = rng.uniform(0.6, 0.9, 3), rng.uniform(0.1, 0.4, 3)
+    for seed in range(3):
+        write_result(tmp_path, f"a.seed{seed}", "t/block2", early[seed], [early[seed] - 0.02, early[seed] + 0.02])
+        write_result(tmp_path, f"a.seed{seed}", "t", late[seed], [late[seed] - 0.02, late[seed] + 0.02])
+    header, body = table(collect(tmp_path))
+    assert header == ["task", "probe", "metric", "a/block2", "a/out"]
+    assert body[0][3].startswith(f"{early.mean():.3f} ±{early.std(ddof=1):.3f} (3 seeds)")
+    assert body[0][4].startswith(f"{late.mean():.3f} ±{late.std(ddof=1):.3f} (3 seeds)")
