@@ -90,7 +90,8 @@ def test_pooling_over_time_keeps_channels_by_frequency() -> None:
     pooled = pool_over_time(x)
     assert pooled.shape == (2, 15)
     torch.testing.assert_close(pooled[1, 5:10], x[1, 1].mean(dim=1))  # channel 1, every frequency cell
-    torch.testing.assert_close(pool_over_time((x, x[:, :, :2])), torch.cat([pooled, x[:, :, :2].mean(-1).flatten(1)], 1))
+    slow, fast = x, x[:, :, :2]  # two pathways: the same frequency cells, other frame rates
+    torch.testing.assert_close(pool_over_time((slow, fast)), torch.cat([pooled, fast.mean(-1).flatten(1)], 1))
     vector = torch.randn(2, 4)
     assert pool_over_time(vector) is vector
 
@@ -252,8 +253,12 @@ def test_a_repeated_layer_is_refused(tmp_path: Path, registry: Registry) -> None
 
 
 def test_the_pipeline_probes_each_layer_and_the_table_names_them(tmp_path: Path, registry: Registry) -> None:
+    table = run_pipeline(write(tmp_path, FCN, '["out"]'), registry=registry)
+    assert "small" in table and "small/out" not in table  # the embedding alone: named as before layers
     path = write(tmp_path, FCN, '["block1", "out"]')
-    table = run_pipeline(path, registry=registry)
+    with pytest.raises(ConfigError, match=r"layers: null -> \["):  # the stores would be replaced: say so
+        run_pipeline(path, registry=registry)
+    table = run_pipeline(path, registry=registry, force=["embed"])
     run_dir = tmp_path / "runs" / "layers"
     with EmbeddingStore(run_dir / "embeddings" / "small" / "tones.h5") as store:
         assert store.layers == ["block1", OUT] and store.provenance["layers"] == ["block1", OUT]

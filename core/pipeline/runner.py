@@ -172,7 +172,8 @@ def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> l
                      "once per seed, as <model>.seed<N>; the report gives their mean and spread")
     lines += [f"  {survey.describe(name, task)}" for name, task in tasks.items()]
     layers = "" if spec.embed.layers == [OUT] else f"; layers {', '.join(spec.embed.layers)}, each probed"
-    lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling{layers}")
+    lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} "
+                 f"pooling{layers}")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
     return lines + [f"  warning: {line}" for line in survey.warnings(tasks, spec.embed.window, spec.embed.on_bad_audio)]
 
