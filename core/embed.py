@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from musicrep.audio import BadAudioError, BadAudioPolicy
+from musicrep.layers import OUT, encode_layers
 from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
 from musicrep.progress import progress_bar
@@ -99,20 +101,23 @@ class _TrackAudio(Dataset):
 def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: dict[str, Any], *,
             batch_size: int = 32, on_bad_audio: str = "skip", num_workers: int | None = None,
             device: torch.device | str = "cpu", progress: bool = True, flush_every: int = 128,
-            shard: tuple[int, int] = (0, 1), dtype: str = "float32") -> EmbedSummary:
+            shard: tuple[int, int] = (0, 1), dtype: str = "float32", layers: Sequence[str] = (OUT,)) -> EmbedSummary:
     """Embed every item of ``task`` into the store at ``store_path`` (resuming if possible).
 
     ``num_workers``: decode processes (None: ``default_workers()``; 0 decodes in this process).
     ``dtype``: of the stored window embeddings ("float32" or "float16"; pooled ones stay float32).
     ``shard=(rank, world_size)`` embeds every world_size-th item from ``rank`` on: under
     torchrun each rank writes its own store and ``musicrep.store.join_shards`` joins them.
+    ``layers``: the encoder's layers to store (``musicrep.layers``), all from one forward pass;
+    the embedding ("out") is always stored.
     """
     device = torch.device(device)
     embedder = embedder.to(device).eval()
     policy = BadAudioPolicy(on_bad_audio)
     workers = default_workers() if num_workers is None else num_workers
     writer = StoreWriter(Path(store_path), provenance, kind=task.kind, label_names=list(task.label_names),
-                         pooling=embedder.pooling, flush_every=flush_every, dtype=dtype)
+                         pooling=embedder.pooling, flush_every=flush_every, dtype=dtype,
+                         layers=tuple(layer for layer in layers if layer != OUT))
     rank, world_size = shard
     shard_items = task.items()[rank::world_size]
     order = [item.id for item in shard_items]
@@ -163,12 +168,14 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
             return
         t0 = time.perf_counter()
         windows = torch.cat([w for _, w, _ in pending])
-        outputs = torch.cat([embedder.encoder(chunk) for chunk in windows.split(batch_size)]).float().cpu()
+        outputs = [encode_layers(embedder.encoder, chunk, (*writer.layers, OUT)) for chunk in windows.split(batch_size)]
+        sizes = [len(w) for _, w, _ in pending]
+        per_track = {layer: torch.cat([o[layer] for o in outputs]).float().cpu().split(sizes) for layer in outputs[0]}
         t1 = time.perf_counter()
-        per_track = outputs.split([len(w) for _, w, _ in pending])
         writer.add_many([TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
-                                        emb.numpy(), offsets.numpy())
-                         for (item, _, offsets), emb in zip(pending, per_track)])  # parts end between batches
+                                        per_track[OUT][k].numpy(), offsets.numpy(),
+                                        {layer: per_track[layer][k].numpy() for layer in writer.layers})
+                         for k, (item, _, offsets) in enumerate(pending)])  # parts end between batches
         summary.encoder_seconds += t1 - t0
         summary.write_seconds += time.perf_counter() - t1
         summary.windows += len(windows)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from musicrep.errors import MusicrepError
+from musicrep.layers import OUT
 from musicrep.metrics import bootstrap_interval, bootstrap_mean_interval, get_metric
 from musicrep.tasks import DEFAULT_METRICS, fold_roles
 from musicrep.store import EmbeddingStore
@@ -87,8 +88,9 @@ def _listed(interval: tuple[float, float] | None) -> list[float] | None:
 
 
 def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | None = None, seed: int = 0,
-                probe_name: str = "probe") -> dict[str, Any]:
-    """Train ``probe`` on a finished store and report its metrics on valid and test.
+                probe_name: str = "probe", layer: str = OUT) -> dict[str, Any]:
+    """Train ``probe`` on a finished store's embeddings of ``layer`` and report its metrics on
+    valid and test.
 
     Stores with train/test splits (valid optional: carved from train when absent) are probed
     once. Stores whose splits are folds (k-fold tasks, no split named train) are probed once
@@ -103,7 +105,7 @@ def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | No
         if kind not in probe.kinds:
             raise MusicrepError(f"probe '{probe_name}' cannot serve {kind} tasks (it serves: "
                                 f"{', '.join(probe.kinds)})")
-        x_all, y_all, splits, skipped = store.embeddings(), store.targets(), store.splits, store.skipped
+        x_all, y_all, splits, skipped = store.embeddings(layer=layer), store.targets(), store.splits, store.skipped
     names = sorted(set(splits.tolist()))
     metric_names = list(metrics or DEFAULT_METRICS[kind])
     common = dict(probe=probe, kind=kind, label_names=label_names, metric_names=metric_names, seed=seed)

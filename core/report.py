@@ -1,5 +1,9 @@
 """Reports: the table of tasks x models (the primary metric with its interval, the best marked
-only where the interval says so), and report.md, a page a reader can use without the run."""
+only where the interval says so), and report.md, a page a reader can use without the run.
+
+When a run probed intermediate layers (``[embed] layers``), every model's layer is a model of
+its own in the table, named ``<model>/<layer>`` (``contrastive/block2``, ``contrastive/out``);
+a run of the embedding alone names its models as before."""
 from __future__ import annotations
 
 import csv
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from musicrep import atomic
+from musicrep.layers import OUT
 from musicrep.plots import bar_charts, loss_curve, pca_scatter
 from musicrep.rundir import RunDir
 from musicrep.probing import LEVEL, RESAMPLES
@@ -22,18 +27,22 @@ from musicrep.store import StoreError
 CLEAR, TIED, UNJUDGED = "*", "~", "?"
 MARK_NOTES = {CLEAR: "best (interval clear)", TIED: "tied for best", UNJUDGED: "highest (no intervals)"}
 FIELDS = ["model", "task", "probe", "split", "metric", "value", "low", "high", "mark", "primary", "seeds", "spread"]
-#: the name ``[run] seeds`` gives each seed's model: ``<model>.seed<N>``
-SEED_NAME = re.compile(r"(.+)\.seed(\d+)")
+#: the name ``[run] seeds`` gives each seed's model: ``<model>.seed<N>``, ``/<layer>`` after it
+SEED_NAME = re.compile(r"(.+)\.seed(\d+)(/[^/]+)?")
 
 
 def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished probe result under ``run_dir/probes``: ``{model, task, probe, result}``.
+    """Every finished probe result under ``run_dir/probes``: ``{model, task, probe, result}``,
+    ``model`` naming the layer too (``<model>/<layer>``) when the run holds results of another
+    layer than the embedding ("out").
 
     Results are written atomically, so a run in progress shows only whole results; a file
     damaged from outside is named on stderr and left out (``musicrep run`` probes it again).
     """
     found = []
-    for model, task, probe, path in RunDir(Path(run_dir)).probe_results():
+    results = list(RunDir(Path(run_dir)).probe_results())
+    layered = any(layer != OUT for _, _, layer, _, _ in results)
+    for model, task, layer, probe, path in results:
         try:
             result = json.loads(path.read_text())
             result["metrics"]["test"], result["primary"]  # noqa: B018 - what every result must hold
@@ -41,7 +50,8 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
             print(f"musicrep: warning: {path}: unreadable probe result left out ({type(exc).__name__}); "
                   f"`musicrep run` probes it again", file=sys.stderr)
             continue
-        found.append({"model": model, "task": task, "probe": probe, "result": result})
+        found.append({"model": f"{model}/{layer}" if layered else model, "task": task, "probe": probe,
+                      "result": result})
     return found
 
 
@@ -81,7 +91,7 @@ def seed_groups(models: set[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for name in sorted(models):
         if match := SEED_NAME.fullmatch(name):
-            groups.setdefault(match[1], []).append(name)
+            groups.setdefault(match[1] + (match[3] or ""), []).append(name)
     return {model: names for model, names in groups.items() if len(names) > 1}
 
 

@@ -11,7 +11,8 @@ This module is the one place that knows the layout; the stages, the report, the 
     RUN_DIR/models/<model>/metrics.jsonl           training log (the logging plugin's)
     RUN_DIR/embeddings/<model>/<task>.h5           embedding stores (``.h5.parts/`` while written,
                                                    ``.h5.lock`` held by the process writing them)
-    RUN_DIR/probes/<model>/<task>/<probe>.json     probe results, keyed
+    RUN_DIR/probes/<model>/<task>/<probe>.json     probe results, keyed (of the embedding, "out")
+    RUN_DIR/probes/<model>/<task>/<layer>/<probe>.json   of an intermediate layer (``[embed] layers``)
     RUN_DIR/report.md, results.json, results.csv, plots/
 
 Results are written atomically, so what is here is whole; the status functions say whether it
@@ -32,6 +33,7 @@ from typing import IO, Any, Iterator
 
 from musicrep import atomic
 from musicrep.errors import MusicrepError, WriteError
+from musicrep.layers import OUT
 
 _HELD: set[Path] = set()  # the run locks this process holds
 #: run, task and model names: they become file and folder names, so letters, digits, '_', '-' and
@@ -87,14 +89,18 @@ class RunDir:
         store = self.store(model, task)
         return self.inside(store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5"))
 
-    def probe_result(self, model: str, task: str, probe: str) -> Path:
-        return self.inside(self.root / "probes" / model / task / f"{probe}.json")
+    def probe_result(self, model: str, task: str, probe: str, layer: str = OUT) -> Path:
+        folder = self.root / "probes" / model / task
+        return self.inside((folder if layer == OUT else folder / layer) / f"{probe}.json")
 
     # -- what is here ----------------------------------------------------------------------
-    def probe_results(self) -> Iterator[tuple[str, str, str, Path]]:
-        """``(model, task, probe, path)`` of every probe result, sorted."""
-        for path in sorted((self.root / "probes").glob("*/*/*.json")):
-            yield path.parts[-3], path.parts[-2], path.stem, path
+    def probe_results(self) -> Iterator[tuple[str, str, str, str, Path]]:
+        """``(model, task, layer, probe, path)`` of every probe result, sorted."""
+        probes = self.root / "probes"
+        found = [(p.parts[-3], p.parts[-2], OUT, p) for p in probes.glob("*/*/*.json")]
+        found += [(p.parts[-4], p.parts[-3], p.parts[-2], p) for p in probes.glob("*/*/*/*.json")]
+        for model, task, layer, path in sorted(found):
+            yield model, task, layer, path.stem, path
 
     def stores(self) -> Iterator[tuple[str, str, Path]]:
         """``(model, task, path)`` of every embedding store, sorted."""
@@ -154,10 +160,10 @@ class RunDir:
 
         return finished_provenance(self.store(model, task))
 
-    def probe_status(self, model: str, task: str, probe: str, key: str) -> str:
+    def probe_status(self, model: str, task: str, probe: str, key: str, layer: str = OUT) -> str:
         """"done" (a result for exactly this key), "missing", "stale" (another key) or "unreadable"."""
         try:
-            result = json.loads(self.probe_result(model, task, probe).read_text())
+            result = json.loads(self.probe_result(model, task, probe, layer).read_text())
         except FileNotFoundError:
             return "missing"
         except (OSError, ValueError):  # results are written atomically; this is damage from outside

@@ -23,8 +23,15 @@ Layout of a store::
     /windows/embeddings  [W, D]   every window's embedding (float32, or float16 if asked)
     /windows/offsets     [W]      window start times in seconds
     /windows/start, /windows/count [N]  each track's rows in /windows
+    /layers/<layer>/embeddings [N, D_layer']  an intermediate layer's pooled track embeddings
+    /layers/<layer>/windows    [W, D_layer]   its window embeddings (rows as in /windows)
     attributes: provenance (JSON), kind, label_names (JSON), skipped (JSON), musicrep_version,
-                items (N), checksums (JSON: SHA-256 of /ids and /split)
+                items (N), checksums (JSON: SHA-256 of /ids and /split),
+                layers (JSON: the stored layers, "out" last; absent when only "out" is stored)
+
+``/embeddings`` and ``/windows`` always hold the encoder's embedding, the layer named "out";
+the ``/layers`` group exists only when intermediate layers were asked for (see
+``musicrep.layers``), so a store of "out" alone is laid out as before layers existed.
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ import numpy as np
 from musicrep import atomic
 from musicrep._version import __version__
 from musicrep.errors import MusicrepError
+from musicrep.layers import OUT
 from musicrep.rundir import parts_folder, parts_lock
 
 STRING = h5py.string_dtype("utf-8")
@@ -56,6 +64,26 @@ WINDOW_DTYPES = ("float32", "float16")
 #: the numeric datasets, each checked by fletcher32 when read
 NUMERIC = ("embeddings", "targets", "windows/embeddings", "windows/offsets", "windows/start", "windows/count")
 log = logging.getLogger("musicrep.store")
+
+
+def layer_datasets(layer: str) -> tuple[str, str]:
+    """The datasets of one layer: its pooled track embeddings and its window embeddings."""
+    return ("embeddings", "windows/embeddings") if layer == OUT else (f"layers/{layer}/embeddings",
+                                                                      f"layers/{layer}/windows")
+
+
+def _part_arrays(layer: str) -> tuple[str, str]:
+    """A layer's arrays in a part file (pooled, windows); "out" keeps the names parts always had."""
+    return ("pooled", "windows") if layer == OUT else (f"layer-{layer}-pooled", f"layer-{layer}-windows")
+
+
+def _stored_layers(h5: h5py.File) -> list[str]:
+    return json.loads(h5.attrs["layers"]) if "layers" in h5.attrs else [OUT]
+
+
+def _numeric(h5: h5py.File) -> list[str]:
+    """Every numeric dataset of a store: ``NUMERIC`` and its intermediate layers'."""
+    return [*NUMERIC, *(name for layer in _stored_layers(h5) if layer != OUT for name in layer_datasets(layer))]
 
 
 class StoreError(MusicrepError):
@@ -83,6 +111,8 @@ class TrackEmbedding:
     target: np.ndarray        # [L]
     windows: np.ndarray       # [W, D]
     offsets: np.ndarray       # [W] seconds
+    #: the intermediate layers' window embeddings, ``{layer: [W, D_layer]}``
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _strings_digest(values: np.ndarray) -> str:
@@ -191,6 +221,8 @@ class StoreWriter:
     pooling: str = "mean"
     flush_every: int = 256
     dtype: str = "float32"   # of the window embeddings; pooled ones are always float32
+    #: intermediate layers stored beside the embedding ("out"), each track's ``layers`` holds them
+    layers: tuple[str, ...] = ()
     #: bytes the store's assembly added to its process's resident memory (flat in the tracks)
     assembly_memory: int = 0
     _buffer: list[TrackEmbedding] = field(default_factory=list)
@@ -201,6 +233,9 @@ class StoreWriter:
         if self.dtype not in WINDOW_DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(WINDOW_DTYPES)}, got {self.dtype!r}")
         self.path = Path(self.path)
+        self.layers = tuple(self.layers)
+        if OUT in self.layers:
+            raise ValueError(f"layers are the intermediate ones; {OUT!r} is always stored")
         self.parts = parts_folder(self.path)
         self._lock = self._take_lock()
         try:
@@ -251,18 +286,24 @@ class StoreWriter:
         """A part's arrays, all read (so every member's CRC is checked), or None if any is bad."""
         try:
             with np.load(part, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in PART_ARRAYS}
+                arrays = {name: data[name] for name in self._array_names()}
             json.loads(str(arrays["skipped"]))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             log.warning("%s: unreadable part file (%s); discarded, its tracks are embedded again", part, exc)
             return None
-        n = len(arrays["ids"])
-        if not (len(arrays["split"]) == len(arrays["targets"]) == len(arrays["counts"]) == len(arrays["pooled"]) == n
-                and len(arrays["windows"]) == len(arrays["offsets"]) == int(arrays["counts"].sum())
-                and arrays["windows"].dtype == np.dtype(self.dtype)):
+        n, total = len(arrays["ids"]), int(arrays["counts"].sum())
+        layers = [_part_arrays(layer) for layer in (OUT, *self.layers)]
+        if not (len(arrays["split"]) == len(arrays["targets"]) == len(arrays["counts"]) == n
+                and len(arrays["offsets"]) == total
+                and all(len(arrays[pooled]) == n and len(arrays[windows]) == total
+                        and arrays[windows].dtype == np.dtype(self.dtype) for pooled, windows in layers)):
             log.warning("%s: part file with inconsistent arrays; discarded, its tracks are embedded again", part)
             return None
         return arrays
+
+    def _array_names(self) -> list[str]:
+        """What a part file of this writer holds: ``PART_ARRAYS`` and each intermediate layer's."""
+        return [*PART_ARRAYS, *(name for layer in self.layers for name in _part_arrays(layer))]
 
     def _index(self) -> list[_PartIndex]:
         """Every sound part's small arrays; a broken part is deleted (its tracks count as missing)."""
@@ -312,8 +353,15 @@ class StoreWriter:
         index = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0  # after a discarded one too
         part = self.parts / f"part-{index:06d}.npz"
         tracks = self._buffer
-        dim = tracks[0].windows.shape[1] if tracks else 0
-        pooled_dim = len(pool(tracks[0].windows, self.pooling)) if tracks else 0
+        layers = {}
+        for layer in (OUT, *self.layers):
+            windows = [t.windows if layer == OUT else t.layers[layer] for t in tracks]
+            pooled_name, windows_name = _part_arrays(layer)
+            # pooled from the full-precision windows, whatever dtype they are kept in
+            layers[pooled_name] = (np.stack([pool(w, self.pooling) for w in windows]).astype(np.float32)
+                                   if tracks else np.zeros((0, 0), np.float32))
+            layers[windows_name] = (np.concatenate(windows).astype(self.dtype) if tracks
+                                    else np.zeros((0, 0), self.dtype))
         try:
             with atomic.atomic_path(part) as tmp:
                 with open(tmp, "wb") as f:
@@ -323,15 +371,11 @@ class StoreWriter:
                         split=np.array([t.split for t in tracks], dtype=np.str_),
                         targets=np.stack([t.target for t in tracks]).astype(np.float32)
                         if tracks else np.zeros((0, len(self.label_names)), np.float32),
-                        # pooled from the full-precision windows, whatever dtype they are kept in
-                        pooled=np.stack([pool(t.windows, self.pooling) for t in tracks]).astype(np.float32)
-                        if tracks else np.zeros((0, pooled_dim), np.float32),
-                        windows=np.concatenate([t.windows for t in tracks]).astype(self.dtype)
-                        if tracks else np.zeros((0, dim), self.dtype),
                         offsets=np.concatenate([t.offsets for t in tracks]).astype(np.float32)
                         if tracks else np.zeros(0, np.float32),
                         counts=np.array([len(t.windows) for t in tracks], dtype=np.int64),
                         skipped=np.array(json.dumps(self._pending_skips)),
+                        **layers,
                     )
         except OSError as exc:  # full disk, file-size limit, read-only folder: the parts so far stay
             raise _disk_error(exc, part) from None
@@ -380,25 +424,30 @@ class StoreWriter:
         skipped_list = [skipped[str(id)] for id in wanted[~stored] if str(id) in skipped]
         n, total = len(rows), int(counts.sum())
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        dim, pooled_dim = self._dims(parts)
+        dims = self._dims(parts)
         opened: list[h5py.File] = []  # kept alive: a file whose writes failed must not be closed (that crashes)
 
         def write(tmp: Path) -> None:
             opened.append(h5py.File(tmp, "w"))
             h5 = opened[0]
-            pooled = h5.create_dataset("embeddings", (n, pooled_dim), np.float32, chunks=True, fletcher32=True)
             h5.create_dataset("targets", data=targets, chunks=True, fletcher32=True)
             h5.create_dataset("ids", data=ids.astype(object), dtype=STRING)
             h5.create_dataset("split", data=split.astype(object), dtype=STRING)
             group = h5.create_group("windows")
-            windows = group.create_dataset("embeddings", (total, dim), self.dtype, chunks=True, fletcher32=True)
             offsets = group.create_dataset("offsets", (total,), np.float32, chunks=True, fletcher32=True)
             group.create_dataset("start", data=starts, chunks=True, fletcher32=True)
             group.create_dataset("count", data=counts, chunks=True, fletcher32=True)
+            layers = {}  # {part array: its dataset}, both of every layer
+            for layer, (dim, pooled_dim) in dims.items():
+                (pooled_name, windows_name), (pooled_path, windows_path) = _part_arrays(layer), layer_datasets(layer)
+                layers[pooled_name] = h5.create_dataset(pooled_path, (n, pooled_dim), np.float32, chunks=True,
+                                                        fletcher32=True)
+                layers[windows_name] = h5.create_dataset(windows_path, (total, dim), self.dtype, chunks=True,
+                                                         fletcher32=True)
             for k, part in enumerate(parts):  # one part in memory at a time
                 mine = np.flatnonzero(part_of == k)
                 if len(mine):
-                    self._copy_part(part, row_in_part[mine], mine, starts, pooled, windows, offsets)
+                    self._copy_part(part, row_in_part[mine], mine, starts, layers, offsets)
             h5.attrs["provenance"] = _provenance_text(self.provenance)
             h5.attrs["kind"] = self.kind
             h5.attrs["label_names"] = json.dumps(self.label_names)
@@ -407,6 +456,8 @@ class StoreWriter:
             h5.attrs["musicrep_version"] = __version__
             h5.attrs["items"] = n
             h5.attrs["checksums"] = json.dumps({"ids": _strings_digest(ids), "split": _strings_digest(split)})
+            if self.layers:
+                h5.attrs["layers"] = json.dumps([*self.layers, OUT])
             h5.attrs["complete"] = True
             h5.close()
 
@@ -421,16 +472,18 @@ class StoreWriter:
         self.close()
         return self.path
 
-    def _dims(self, parts: list[_PartIndex]) -> tuple[int, int]:
+    def _dims(self, parts: list[_PartIndex]) -> dict[str, tuple[int, int]]:
+        """``{layer: (window dim, pooled dim)}``, "out" first."""
         for part in parts:
             if len(part.ids):
                 arrays = self._read_part(part.path)
                 if arrays is not None:
-                    return arrays["windows"].shape[1], arrays["pooled"].shape[1]
+                    return {layer: (arrays[_part_arrays(layer)[1]].shape[1], arrays[_part_arrays(layer)[0]].shape[1])
+                            for layer in (OUT, *self.layers)}
         raise StoreError(f"{self.parts}: part files became unreadable; run again to embed their tracks")
 
     def _copy_part(self, part: _PartIndex, rows: np.ndarray, destinations: np.ndarray, starts: np.ndarray,
-                   pooled: h5py.Dataset, windows: h5py.Dataset, offsets: h5py.Dataset) -> None:
+                   layers: dict[str, h5py.Dataset], offsets: h5py.Dataset) -> None:
         """Write a part's ``rows`` to the store's ``destinations``, a run of consecutive rows per
         HDF5 write (a whole part, when nothing was interrupted)."""
         arrays = self._read_part(part.path)
@@ -441,9 +494,11 @@ class StoreWriter:
         breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(destinations) != 1)) + 1
         for run in np.split(np.arange(len(rows)), breaks):
             r0, r1, d0, d1 = rows[run[0]], rows[run[-1]] + 1, destinations[run[0]], destinations[run[-1]] + 1
-            pooled[d0:d1] = arrays["pooled"][r0:r1]
             w0, w1, at = firsts[r0], firsts[r1], int(starts[d0])
-            windows[at:at + w1 - w0] = arrays["windows"][w0:w1]
+            for layer in (OUT, *self.layers):
+                pooled, windows = _part_arrays(layer)
+                layers[pooled][d0:d1] = arrays[pooled][r0:r1]
+                layers[windows][at:at + w1 - w0] = arrays[windows][w0:w1]
             offsets[at:at + w1 - w0] = arrays["offsets"][w0:w1]
 
 
@@ -480,6 +535,8 @@ class EmbeddingStore:
         self.skipped = json.loads(self._h5.attrs["skipped"])
         self.ids = self._h5["ids"].asstr()[:]
         self.splits = self._h5["split"].asstr()[:]
+        #: the stored layers, "out" last (a store written before layers existed holds "out" alone)
+        self.layers = _stored_layers(self._h5)
 
     def __enter__(self) -> "EmbeddingStore":
         return self
@@ -500,23 +557,28 @@ class EmbeddingStore:
     def indices(self, split: str | None = None) -> np.ndarray:
         return np.arange(len(self.ids)) if split is None else np.flatnonzero(self.splits == split)
 
-    def embeddings(self, split: str | None = None) -> np.ndarray:
-        return self._h5["embeddings"][self.indices(split)]
+    def _layer(self, layer: str) -> tuple[str, str]:
+        if layer not in self.layers:
+            raise StoreError(f"{self.path}: no layer {layer!r} stored (it holds: {', '.join(self.layers)})")
+        return layer_datasets(layer)
+
+    def embeddings(self, split: str | None = None, layer: str = OUT) -> np.ndarray:
+        """The pooled track embeddings of ``layer``, of one split or all."""
+        return self._h5[self._layer(layer)[0]][self.indices(split)]
 
     def targets(self, split: str | None = None) -> np.ndarray:
         return self._h5["targets"][self.indices(split)]
 
-    def timeline(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """One track's window embeddings ``[W, D]`` and their start times in seconds."""
+    def timeline(self, index: int, layer: str = OUT) -> tuple[np.ndarray, np.ndarray]:
+        """One track's window embeddings ``[W, D]`` of ``layer`` and their start times in seconds."""
         start = int(self._h5["windows/start"][index])
         count = int(self._h5["windows/count"][index])
-        group = self._h5["windows"]
-        return group["embeddings"][start:start + count], group["offsets"][start:start + count]
+        windows = self._h5[self._layer(layer)[1]]
+        return windows[start:start + count], self._h5["windows/offsets"][start:start + count]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything, as plain arrays (for comparing two stores)."""
-        out = {name: self._h5[name][:] for name in ("embeddings", "targets")}
-        out.update({f"windows/{n}": self._h5[f"windows/{n}"][:] for n in ("embeddings", "offsets", "start", "count")})
+        out = {name: self._h5[name][:] for name in _numeric(self._h5)}
         out["ids"], out["split"] = self.ids, self.splits
         return out
 
@@ -532,7 +594,7 @@ def join_shards(shards: list[Path], path: Path) -> Path:
                 raise StoreError(f"{other.path}: shard made with another provenance than {first.path}")
         with atomic.atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as h5:
-                for name in ("embeddings", "targets", "windows/embeddings", "windows/offsets", "windows/count"):
+                for name in [n for n in _numeric(first._h5) if n != "windows/start"]:
                     sources = [o._h5[name] for o in opened]
                     rows = sum(s.shape[0] for s in sources)
                     layout = h5py.VirtualLayout(shape=(rows, *sources[0].shape[1:]), dtype=sources[0].dtype)
@@ -578,10 +640,11 @@ def _damage(h5: h5py.File) -> str | None:
     if "checksums" not in h5.attrs or "items" not in h5.attrs:
         return "without checksums (written by an older musicrep)"
     n = int(h5.attrs["items"])
-    for name in ("embeddings", "targets", "ids", "split", "windows/start", "windows/count"):
+    layers = [layer_datasets(layer)[0] for layer in _stored_layers(h5) if layer != OUT]
+    for name in ("embeddings", "targets", "ids", "split", "windows/start", "windows/count", *layers):
         if h5[name].shape[0] != n:
             return f"damaged (/{name} has {h5[name].shape[0]} rows, the store {n} items)"
-    for name in NUMERIC:
+    for name in _numeric(h5):
         data = h5[name]
         step = max(1, (1 << 22) // max(1, data.dtype.itemsize * int(np.prod(data.shape[1:]))))
         try:

@@ -9,6 +9,7 @@ band held what.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,8 @@ from torch import nn
 
 from musicrep.config import interval, items, positive
 from musicrep.hookspecs import Factories, hookimpl
-from musicrep.plugins.encoders import conv_stack
+from musicrep.layers import Activation, collect_layers
+from musicrep.plugins.encoders import ConvStack, block_names
 
 
 class BandCNN(nn.Module):
@@ -35,14 +37,23 @@ class BandCNN(nn.Module):
         super().__init__()
         self.config = config
         self.dim = config.dim
-        self.body, previous = conv_stack(config.channels, list(zip(config.freq_pool, config.time_pool)))
+        self.body = ConvStack(config.channels, list(zip(config.freq_pool, config.time_pool)))
         self.bands = nn.AdaptiveAvgPool1d(config.bands)
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * previous * config.bands, config.dim))
+        self.head = nn.Sequential(nn.Dropout(config.dropout),
+                                  nn.Linear(2 * self.body.out_channels * config.bands, config.dim))
+        self.layer_names = block_names(len(config.channels))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.body(features.unsqueeze(1))                  # [B, C, F', frames']
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map ``[B, C, F', frames']`` -> the embedding."""
         x = torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1)  # over time only: [B, 2C, F']
         return self.head(self.bands(x).flatten(1))            # [B, 2C * bands] -> [B, dim]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.body(features.unsqueeze(1)))
+
+    def forward_layers(self, features: torch.Tensor, names: Sequence[str]) -> dict[str, Activation]:
+        """Each stage's map ``[B, C, F', frames']`` and ``out`` (see ``musicrep.layers``)."""
+        return collect_layers(self.layer_names, self.body.stages(features.unsqueeze(1)), names, self.embed)
 
 
 @hookimpl

@@ -1,6 +1,7 @@
 """Built-in encoders: features ``[B, F, frames]`` -> embeddings ``[B, D]``."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,20 +11,45 @@ from torch import nn
 from musicrep.config import interval, items, non_negative, nyquist, positive
 from musicrep.ops.reference.filterbank import band_edges
 from musicrep.hookspecs import Factories, hookimpl
+from musicrep.layers import Activation, collect_layers
 
 
-def conv_stack(channels: list[int], pools: list[tuple[int, int]]) -> tuple[nn.Sequential, int]:
+def run_stages(body: nn.Sequential, ends: list[int], x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Run ``body`` on ``x``, yielding the output after each stage (``ends``: the index one past
+    each stage's last module), lazily: a caller that stops early skips the deeper stages."""
+    start = 0
+    for end in ends:
+        for index in range(start, end):
+            x = body[index](x)
+        yield x
+        start = end
+
+
+def block_names(count: int) -> tuple[str, ...]:
+    """The named layers of an encoder with ``count`` stages: ``block1`` .. ``block<count>``."""
+    return tuple(f"block{i + 1}" for i in range(count))
+
+
+class ConvStack(nn.Sequential):
     """The small CNNs' shared body over ``[B, 1, F, frames]``: batch norm on the input, then per
     stage a 3x3 convolution, batch norm, ReLU and a max pool by ``(freq, time)`` (none where it
-    is ``(1, 1)``); returns the body and its output channels."""
-    layers: list[nn.Module] = [nn.BatchNorm2d(1)]
-    previous = 1
-    for out, pool in zip(channels, pools):
-        layers += [nn.Conv2d(previous, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-        if tuple(pool) != (1, 1):
-            layers.append(nn.MaxPool2d(pool, ceil_mode=True))
-        previous = out
-    return nn.Sequential(*layers), previous
+    is ``(1, 1)``). ``out_channels``: the last stage's channels; ``stages(x)`` yields each
+    stage's output (the encoders' named layers ``block1`` ..)."""
+
+    def __init__(self, channels: list[int], pools: list[tuple[int, int]]) -> None:
+        layers: list[nn.Module] = [nn.BatchNorm2d(1)]
+        ends, previous = [], 1
+        for out, pool in zip(channels, pools):
+            layers += [nn.Conv2d(previous, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            if tuple(pool) != (1, 1):
+                layers.append(nn.MaxPool2d(pool, ceil_mode=True))
+            ends.append(len(layers))
+            previous = out
+        super().__init__(*layers)
+        self.out_channels, self.ends = previous, ends
+
+    def stages(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        return run_stages(self, self.ends, x)
 
 
 class FCN(nn.Module):
@@ -39,13 +65,20 @@ class FCN(nn.Module):
         super().__init__()
         self.config = config
         self.dim = config.dim
-        self.body, previous = conv_stack(config.channels, [(2, 2)] * len(config.channels))
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * previous, config.dim))
+        self.body = ConvStack(config.channels, [(2, 2)] * len(config.channels))
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * self.body.out_channels, config.dim))
+        self.layer_names = block_names(len(config.channels))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map ``[B, C, F', frames']`` -> the embedding, pooled over both axes."""
+        return self.head(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.body(features.unsqueeze(1))                  # [B, C, F', frames']
-        x = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-        return self.head(x)
+        return self.embed(self.body(features.unsqueeze(1)))
+
+    def forward_layers(self, features: torch.Tensor, names: Sequence[str]) -> dict[str, Activation]:
+        """Each stage's map ``[B, C, F', frames']`` and ``out`` (see ``musicrep.layers``)."""
+        return collect_layers(self.layer_names, self.body.stages(features.unsqueeze(1)), names, self.embed)
 
 
 class BasicBlock(nn.Module):
@@ -78,16 +111,27 @@ class ResNet(nn.Module):
         stem = config.channels[0]
         layers: list[nn.Module] = [nn.BatchNorm2d(1), nn.Conv2d(1, stem, 3, 1, 1, bias=False),
                                    nn.BatchNorm2d(stem), nn.ReLU(inplace=True)]
-        previous = stem
+        previous, self.ends = stem, []
         for i, (channels, blocks) in enumerate(zip(config.channels, config.blocks)):
             for b in range(blocks):
                 layers.append(BasicBlock(previous, channels, 2 if b == 0 and i > 0 else 1))
                 previous = channels
+            self.ends.append(len(layers))
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(previous, config.dim)
+        self.layer_names = block_names(len(config.channels))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map -> the embedding, averaged over both axes."""
+        return self.head(x.mean(dim=(2, 3)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(features.unsqueeze(1)).mean(dim=(2, 3)))
+        return self.embed(self.body(features.unsqueeze(1)))
+
+    def forward_layers(self, features: torch.Tensor, names: Sequence[str]) -> dict[str, Activation]:
+        """Each stage's map ``[B, C, F', frames']`` (stem included in the first) and ``out``."""
+        return collect_layers(self.layer_names, run_stages(self.body, self.ends, features.unsqueeze(1)), names,
+                              self.embed)
 
 
 class MelStats(nn.Module):

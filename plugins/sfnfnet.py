@@ -19,6 +19,7 @@ narrower and shallower versions of the same design for CPUs and tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional
 
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 
 from musicrep.config import interval, items, positive
 from musicrep.hookspecs import Factories, hookimpl
+from musicrep.layers import Activation, collect_layers
+from musicrep.plugins.encoders import block_names
 
 #: Gains that make GELU / ReLU preserve unit variance on unit-normal input (NFNet's constants,
 #: to float32 precision as MULE's weights expect).
@@ -304,9 +307,11 @@ class SFNFNet(nn.Module):
         self.laterals = nn.ModuleList(Lateral(c, h, o) for c, h, o in zip(fast_in, w.lateral_hidden, w.lateral_out))
         self.head_act, self.head_gain = ACTIVATIONS[config.activation], ACTIVATION_GAINS[config.activation]
         self.dim = w.slow_stages[-1] + w.fast_stages[-1]
+        self.layer_names = block_names(len(self.laterals))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Slices ``[B, F, frames]`` -> ``[B, dim]``."""
+    def stages(self, features: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Slices ``[B, F, frames]`` -> each stage's (slow, fast) maps ``[B, C, F', T']``, lazily
+        (the two pathways run at different frame rates)."""
         if features.dim() != 3:
             raise ValueError(f"sfnfnet expects features [B, F, frames], got shape {tuple(features.shape)}")
         if self.config.standardize:
@@ -318,8 +323,22 @@ class SFNFNet(nn.Module):
         for i, lateral in enumerate(self.laterals):
             slow = self.slow.run_stage(i, torch.cat([slow, lateral(fast)], dim=1))
             fast = self.fast.run_stage(i, fast)
+            yield slow, fast
+
+    def embed(self, maps: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The last stage's (slow, fast) maps -> the embedding: both averaged globally."""
+        slow, fast = maps
         pooled = torch.cat([slow.mean(dim=(2, 3)), fast.mean(dim=(2, 3))], dim=1)
         return self.head_act(pooled) * self.head_gain
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Slices ``[B, F, frames]`` -> ``[B, dim]``."""
+        *_, last = self.stages(features)
+        return self.embed(last)
+
+    def forward_layers(self, features: torch.Tensor, names: Sequence[str]) -> dict[str, Activation]:
+        """Each stage's (slow, fast) maps as ``block1`` .. ``block4`` and ``out`` (``musicrep.layers``)."""
+        return collect_layers(self.layer_names, self.stages(features), names, self.embed)
 
 
 @hookimpl

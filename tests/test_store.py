@@ -58,7 +58,12 @@ def test_interrupted_extraction_resumes_to_the_same_store(tmp_path: Path) -> Non
     assert summary.resumed_tracks == kept and summary.tracks == 15 - kept
     assert not parts.exists()
     with EmbeddingStore(whole) as a, EmbeddingStore(resumed) as b:
-        first, second = a.arrays(), b.arrays()
+        assert_same_arrays(a.arrays(), b.arrays())
+
+
+def assert_same_arrays(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> None:
+    """Two stores' ``arrays()``: the same datasets, numbers equal to float rounding."""
+    assert first.keys() == second.keys()
     for key in first:
         if first[key].dtype.kind == "f":
             np.testing.assert_allclose(first[key], second[key], rtol=1e-5, atol=1e-6, err_msg=key)

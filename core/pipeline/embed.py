@@ -9,6 +9,7 @@ from musicrep._version import __version__
 from musicrep.distributed import barrier, is_main, world
 from musicrep.embed import EmbedSummary, extract
 from musicrep.hashing import state_hash
+from musicrep.layers import OUT
 from musicrep.model import Embedder
 from musicrep.pipeline.context import RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ModelSpec
@@ -18,11 +19,17 @@ from musicrep.store import EmbeddingStore, join_shards
 SHOWN_BAD_FILES = 20
 
 
+def stored_layers(asked: list[str]) -> list[str]:
+    """The layers a store holds: those asked for, and the embedding ("out", always stored) last."""
+    return [*(layer for layer in asked if layer != OUT), OUT]
+
+
 def store_config(context: RunContext, model: ModelSpec, task_name: str) -> dict[str, Any]:
     """The configuration part of a store's provenance: known before any work is done."""
     embed = context.spec.embed
     return {**model.describe(), "window": embed.window, "hop": embed.hop, "pooling": embed.pooling,
             "windowing": embed.windowing, **({"dtype": embed.dtype} if embed.dtype != "float32" else {}),
+            **({"layers": stored_layers(embed.layers)} if embed.layers != [OUT] else {}),
             "task": context.spec.tasks[task_name].describe()}
 
 
@@ -51,7 +58,8 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
     embed = context.spec.embed
     summary = extract(embedder, task, target, made_from, batch_size=embed.batch_size,
                       on_bad_audio=embed.on_bad_audio, device=context.device, flush_every=embed.checkpoint_every,
-                      num_workers=embed.num_workers, dtype=embed.dtype, shard=(rank, world_size), progress=is_main())
+                      num_workers=embed.num_workers, dtype=embed.dtype, shard=(rank, world_size), progress=is_main(),
+                      layers=stored_layers(embed.layers))
     if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
         barrier()
         if is_main():

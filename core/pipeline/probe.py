@@ -1,5 +1,6 @@
-"""The probe stage: every probe on every store, each result keyed by the store's provenance,
-the probe's config, the task's metrics and the model's seed."""
+"""The probe stage: every probe on every layer of every store (``[embed] layers``), each result
+keyed by the store's provenance, the probe's config, the task's metrics, the model's seed and
+the layer (the embedding, "out", keeps the key it had before layers existed)."""
 from __future__ import annotations
 
 import time
@@ -8,41 +9,53 @@ from typing import Any
 
 from musicrep import atomic
 from musicrep.hashing import config_hash
+from musicrep.layers import OUT
 from musicrep.pipeline.context import RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ComponentRef
 from musicrep.probing import RESULT_FORMAT, probe_store
 from musicrep.store import EmbeddingStore
 
 
-def probe_key(provenance: dict[str, Any], probe: ComponentRef, task: Any, seed: int) -> str:
-    return config_hash([provenance, probe.describe(), list(task.metrics), seed, RESULT_FORMAT])
+def probe_key(provenance: dict[str, Any], probe: ComponentRef, task: Any, seed: int, layer: str = OUT) -> str:
+    return config_hash([provenance, probe.describe(), list(task.metrics), seed, RESULT_FORMAT,
+                        *([layer] if layer != OUT else [])])
+
+
+def model_label(context: RunContext, model: str, layer: str) -> str:
+    """How messages name a model's layer: ``model/layer`` when several layers (or another than
+    "out") are probed, else the model's name alone, as before layers existed."""
+    return model if context.spec.embed.layers == [OUT] else f"{model}/{layer}"
 
 
 def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> dict[str, float | None]:
-    """Every probe on one store: ``{probe: primary test metric}``, None for a cached result."""
+    """Every probe on every asked layer of one store: ``{probe or layer/probe: primary test
+    metric}``, None for a cached result."""
     task = context.tasks[task_name]
     with EmbeddingStore(store) as opened:
         made_from = opened.provenance
     done: dict[str, float | None] = {}
-    for probe in context.spec.probes:
-        seed = context.spec.models[model].seed
-        key = probe_key(made_from, probe, task, seed)
-        out = context.run.probe_result(model, task_name, probe.name)
-        status = "redo" if context.forced("probe") else context.run.probe_status(model, task_name, probe.name, key)
-        if status == "done":
-            log(f"probe {model}/{task_name}/{probe.name}: cached")
-            done[probe.name] = None
-            continue
-        if status == "unreadable":
-            log(f"probe {model}/{task_name}/{probe.name}: the existing result {out} is unreadable; probing again")
-        started = time.perf_counter()
-        result = probe_store(store, probe.create(context.registry), metrics=list(task.metrics) or None,
-                             seed=seed, probe_name=probe.name)
-        result["key"] = key
-        atomic.write_json(out, result)
-        done[probe.name] = test = result["metrics"]["test"][result["primary"]]
-        log(f"probe {model}/{task_name}/{probe.name}: test {result['primary']} = {test:.4f} "
-            f"({time.perf_counter() - started:.1f} s)")
+    seed = context.spec.models[model].seed
+    for layer in context.spec.embed.layers:
+        for probe in context.spec.probes:
+            name = f"{model_label(context, model, layer)}/{task_name}/{probe.name}"
+            entry = probe.name if layer == OUT else f"{layer}/{probe.name}"
+            key = probe_key(made_from, probe, task, seed, layer)
+            out = context.run.probe_result(model, task_name, probe.name, layer)
+            status = ("redo" if context.forced("probe")
+                      else context.run.probe_status(model, task_name, probe.name, key, layer))
+            if status == "done":
+                log(f"probe {name}: cached")
+                done[entry] = None
+                continue
+            if status == "unreadable":
+                log(f"probe {name}: the existing result {out} is unreadable; probing again")
+            started = time.perf_counter()
+            result = probe_store(store, probe.create(context.registry), metrics=list(task.metrics) or None,
+                                 seed=seed, probe_name=probe.name, layer=layer)
+            result["key"] = key
+            atomic.write_json(out, result)
+            done[entry] = test = result["metrics"]["test"][result["primary"]]
+            log(f"probe {name}: test {result['primary']} = {test:.4f} ({time.perf_counter() - started:.1f} s)")
     return done
 
 

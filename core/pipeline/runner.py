@@ -18,8 +18,10 @@ import torch
 from musicrep.device import resolve_device
 from musicrep.distributed import init_from_env, is_main
 from musicrep.errors import ConfigError, MusicrepError
+from musicrep.layers import OUT, encode_layers, layer_names, unknown_layers
 from musicrep.pipeline import conflicts, embed, pretrain, probe, report, survey
 from musicrep.pipeline.context import RunContext, build_model, log
+from musicrep.pipeline.embed import stored_layers
 from musicrep.pipeline.task_check import check_task
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.registry import Registry, default_registry
@@ -70,6 +72,8 @@ class PipelineRun:
         for model in self.spec.models.values():
             if model.load is None:
                 self.check_model(context, model)
+            elif self.spec.embed.layers != [OUT]:
+                self.check_layers(model, build_model(context, model).encoder)
             if model.pretrain is not None:
                 pretrain.gather_sources(context, model)
         conflicts.check_run(context)
@@ -81,10 +85,14 @@ class PipelineRun:
         section = model.section
         try:
             embedder = build_model(context, model)
+        except MusicrepError as exc:
+            raise ConfigError(str(exc), file=str(self.spec.path), section=section) from None
+        self.check_layers(model, embedder.encoder)
+        try:
             with torch.no_grad():
                 wave = torch.zeros(max(1, round(self.spec.embed.window * embedder.sample_rate)))
                 windows, _ = embedder.track_windows(wave)
-                embedder.encoder(windows[:1])
+                encode_layers(embedder.encoder, windows[:1], stored_layers(self.spec.embed.layers))
         except MusicrepError as exc:
             raise ConfigError(str(exc), file=str(self.spec.path), section=section) from None
         except (ValueError, TypeError, RuntimeError, IndexError) as exc:  # the components' own complaints
@@ -92,10 +100,22 @@ class PipelineRun:
             raise ConfigError(f"its frontend ({model.frontend.name}) and encoder ({model.encoder.name}) do not "
                               f"work together: {message}", file=str(self.spec.path), section=section) from None
 
+    def check_layers(self, model: ModelSpec, encoder: torch.nn.Module) -> None:
+        """Every layer ``[embed] layers`` names is one the model's encoder offers."""
+        unknown = unknown_layers(encoder, self.spec.embed.layers)
+        if unknown:
+            offered = layer_names(encoder)
+            names = ", ".join(map(repr, unknown))
+            raise ConfigError(f"model '{model.name}' ({model.summary}) has no layer {names}; its layers: "
+                              f"{', '.join(offered)}" + ("" if len(offered) > 1 else " (its encoder names no "
+                                                         "intermediate layers)"),
+                              file=str(self.spec.path), section="embed", key="layers")
+
     def plan(self, tasks: dict[str, Any]) -> list[str]:
         """What a run would do: each stage's work, cached or to do, computed from the same keys
         the stages use; ``tasks`` as returned by ``check``."""
         context, lines = self.context(tasks), []
+        probes = [(layer, p) for layer in self.spec.embed.layers for p in self.spec.probes]
         for model in self.spec.models.values():
             embedder = build_model(context, model)
             ready = True
@@ -108,17 +128,19 @@ class PipelineRun:
             for task_name, task in tasks.items():
                 if not ready:
                     lines.append(f"  embed {model.name}/{task_name}: to do (after pre-training)")
-                    lines += [f"  probe {model.name}/{task_name}/{p.name}: to do" for p in self.spec.probes]
+                    lines += [f"  probe {probe.model_label(context, model.name, layer)}/{task_name}/{p.name}: to do"
+                              for layer, p in probes]
                     continue
                 made_from = embed.provenance(context, model, embedder, task_name)
                 stored = (not context.forced("embed")
                           and self.run.store_status(model.name, task_name, made_from) == "complete")
                 lines.append(f"  embed {model.name}/{task_name}: {'cached' if stored else 'to do'}")
-                for probe_ref in self.spec.probes:
-                    done = (stored and not context.forced("probe") and self.run.probe_status(
-                        model.name, task_name, probe_ref.name, probe.probe_key(made_from, probe_ref, task, model.seed))
-                        == "done")
-                    lines.append(f"  probe {model.name}/{task_name}/{probe_ref.name}: {'cached' if done else 'to do'}")
+                for layer, probe_ref in probes:
+                    key = probe.probe_key(made_from, probe_ref, task, model.seed, layer)
+                    done = (stored and not context.forced("probe")
+                            and self.run.probe_status(model.name, task_name, probe_ref.name, key, layer) == "done")
+                    lines.append(f"  probe {probe.model_label(context, model.name, layer)}/{task_name}/"
+                                 f"{probe_ref.name}: {'cached' if done else 'to do'}")
         return lines
 
     def run_stages(self, tasks: dict[str, Any] | None = None) -> str:
@@ -149,7 +171,9 @@ def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> l
         lines.append(f"  seeds {', '.join(map(str, spec.run.seeds))}: every model is pre-trained, embedded and probed "
                      "once per seed, as <model>.seed<N>; the report gives their mean and spread")
     lines += [f"  {survey.describe(name, task)}" for name, task in tasks.items()]
-    lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")
+    layers = "" if spec.embed.layers == [OUT] else f"; layers {', '.join(spec.embed.layers)}, each probed"
+    lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} "
+                 f"pooling{layers}")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
     return lines + [f"  warning: {line}" for line in survey.warnings(tasks, spec.embed.window, spec.embed.on_bad_audio)]
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, Mapping
 
 from musicrep.config import build_config, interval, invalid, items, matches, non_negative, positive, unknown_key_message
 from musicrep.errors import ConfigError, MusicrepError
+from musicrep.layers import LAYER_PATTERN, OUT
 from musicrep.rundir import NAME_PATTERN, NAME_RULE, name_problem
 from musicrep.registry import Registry, default_registry
 
@@ -78,6 +79,13 @@ class EmbedSection:
     checkpoint_every: int = positive(128)  # tracks per atomic part file: the most a kill can lose
     num_workers: int | None = non_negative(None)  # decode processes; None: one per core (embed.default_workers)
     dtype: Literal["float32", "float16"] = "float32"  # of the stored window embeddings
+    #: the encoder layers to store and probe, each pooled over time ("out": the embedding)
+    layers: list[str] = items(matches(LAYER_PATTERN, "a layer name (letters, digits, '_', '-')"), [OUT],
+                              what="layer")
+
+    def __post_init__(self) -> None:
+        if len(set(self.layers)) != len(self.layers):
+            raise invalid("layers", f"repeats a layer: {self.layers}")
 
 
 @dataclass
