@@ -271,6 +271,50 @@ def test_the_pipeline_probes_each_layer_and_the_table_names_them(tmp_path: Path,
     assert run_pipeline(path, registry=registry, dry_run=True) is None  # the plan reads every layer's key
 
 
+MIXED = """
+[run]
+name = "mixed"
+device = "cpu"
+
+[tasks.tones]
+type = "tones"
+
+[models.small]
+frontend = { type = "frames" }
+encoder = { type = "fcn", channels = [4, 8], dim = 8 }
+layers = LAYERS
+
+[models.stats]
+frontend = { type = "frames" }
+encoder = { type = "mel-stats", n_features = 129 }
+
+[embed]
+window = 0.5
+hop = 0.25
+
+[probe]
+probes = [{ type = "linear" }]
+"""
+
+
+def test_a_model_chooses_its_own_layers_beside_a_baseline_that_has_none(tmp_path: Path,
+                                                                         registry: Registry) -> None:
+    path = tmp_path / "mixed.toml"
+    path.write_text(MIXED.replace("LAYERS", '["block9", "out"]'))
+    with pytest.raises(ConfigError) as caught:
+        run_pipeline(path, registry=registry)
+    assert "[models.small] key 'layers'" in str(caught.value) and "its layers: block1, block2, out" in str(caught.value)
+    path.write_text(MIXED.replace("LAYERS", '["block1", "out"]'))
+    table = run_pipeline(path, registry=registry)
+    run_dir = tmp_path / "runs" / "mixed"
+    with EmbeddingStore(run_dir / "embeddings" / "small" / "tones.h5") as store:
+        assert store.layers == ["block1", OUT]
+    with EmbeddingStore(run_dir / "embeddings" / "stats" / "tones.h5") as store:
+        assert store.layers == [OUT] and "layers" not in store.provenance  # the baseline's store as before
+    assert render_report(run_dir).header[3:] == ["small/block1", "small/out", "stats/out"]
+    assert "small/block1" in table and "stats/out" in table
+
+
 PITCH = """
 [run]
 name = "pitch-layers"

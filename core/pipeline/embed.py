@@ -29,7 +29,7 @@ def store_config(context: RunContext, model: ModelSpec, task_name: str) -> dict[
     embed = context.spec.embed
     return {**model.describe(), "window": embed.window, "hop": embed.hop, "pooling": embed.pooling,
             "windowing": embed.windowing, **({"dtype": embed.dtype} if embed.dtype != "float32" else {}),
-            **({"layers": stored_layers(embed.layers)} if embed.layers != [OUT] else {}),
+            **({"layers": stored_layers(model.layers)} if model.layers != [OUT] else {}),
             "task": context.spec.tasks[task_name].describe()}
 
 
@@ -59,7 +59,7 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
     summary = extract(embedder, task, target, made_from, batch_size=embed.batch_size,
                       on_bad_audio=embed.on_bad_audio, device=context.device, flush_every=embed.checkpoint_every,
                       num_workers=embed.num_workers, dtype=embed.dtype, shard=(rank, world_size), progress=is_main(),
-                      layers=stored_layers(embed.layers))
+                      layers=stored_layers(model.layers))
     if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
         barrier()
         if is_main():

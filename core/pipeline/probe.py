@@ -1,4 +1,4 @@
-"""The probe stage: every probe on every layer of every store (``[embed] layers``), each result
+"""The probe stage: every probe on every asked layer of every store (``layers``), each result
 keyed by the store's provenance, the probe's config, the task's metrics, the model's seed and
 the layer (the embedding, "out", keeps the key it had before layers existed)."""
 from __future__ import annotations
@@ -22,9 +22,11 @@ def probe_key(provenance: dict[str, Any], probe: ComponentRef, task: Any, seed: 
 
 
 def model_label(context: RunContext, model: str, layer: str) -> str:
-    """How messages name a model's layer: ``model/layer`` when several layers (or another than
-    "out") are probed, else the model's name alone, as before layers existed."""
-    return model if context.spec.embed.layers == [OUT] else f"{model}/{layer}"
+    """How messages name a model's layer: ``model/layer`` when any model of the run probes
+    another layer than "out" (as the table does), else the model's name alone, as before layers
+    existed."""
+    layered = any(m.layers != [OUT] for m in context.spec.models.values())
+    return f"{model}/{layer}" if layered else model
 
 
 def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> dict[str, float | None]:
@@ -35,7 +37,7 @@ def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> 
         made_from = opened.provenance
     done: dict[str, float | None] = {}
     seed = context.spec.models[model].seed
-    for layer in context.spec.embed.layers:
+    for layer in context.spec.models[model].layers:
         for probe in context.spec.probes:
             name = f"{model_label(context, model, layer)}/{task_name}/{probe.name}"
             entry = probe.name if layer == OUT else f"{layer}/{probe.name}"

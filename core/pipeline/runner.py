@@ -72,7 +72,7 @@ class PipelineRun:
         for model in self.spec.models.values():
             if model.load is None:
                 self.check_model(context, model)
-            elif self.spec.embed.layers != [OUT]:
+            elif model.layers != [OUT]:
                 self.check_layers(model, build_model(context, model).encoder)
             if model.pretrain is not None:
                 pretrain.gather_sources(context, model)
@@ -92,7 +92,7 @@ class PipelineRun:
             with torch.no_grad():
                 wave = torch.zeros(max(1, round(self.spec.embed.window * embedder.sample_rate)))
                 windows, _ = embedder.track_windows(wave)
-                encode_layers(embedder.encoder, windows[:1], stored_layers(self.spec.embed.layers))
+                encode_layers(embedder.encoder, windows[:1], stored_layers(model.layers))
         except MusicrepError as exc:
             raise ConfigError(str(exc), file=str(self.spec.path), section=section) from None
         except (ValueError, TypeError, RuntimeError, IndexError) as exc:  # the components' own complaints
@@ -101,22 +101,25 @@ class PipelineRun:
                               f"work together: {message}", file=str(self.spec.path), section=section) from None
 
     def check_layers(self, model: ModelSpec, encoder: torch.nn.Module) -> None:
-        """Every layer ``[embed] layers`` names is one the model's encoder offers."""
-        unknown = unknown_layers(encoder, self.spec.embed.layers)
+        """Every layer the model asks for (its ``layers``, else ``[embed] layers``) is one its
+        encoder offers."""
+        unknown = unknown_layers(encoder, model.layers)
         if unknown:
+            own = "layers" in self.spec.raw["models"][model.replicate_of or model.name]
             offered = layer_names(encoder)
             names = ", ".join(map(repr, unknown))
             raise ConfigError(f"model '{model.name}' ({model.summary}) has no layer {names}; its layers: "
                               f"{', '.join(offered)}" + ("" if len(offered) > 1 else " (its encoder names no "
-                                                         "intermediate layers)"),
-                              file=str(self.spec.path), section="embed", key="layers")
+                                                         "intermediate layers)")
+                              + ("" if own else f"; [{model.section}] layers = [...] sets one model's own"),
+                              file=str(self.spec.path), section=model.section if own else "embed", key="layers")
 
     def plan(self, tasks: dict[str, Any]) -> list[str]:
         """What a run would do: each stage's work, cached or to do, computed from the same keys
         the stages use; ``tasks`` as returned by ``check``."""
         context, lines = self.context(tasks), []
-        probes = [(layer, p) for layer in self.spec.embed.layers for p in self.spec.probes]
         for model in self.spec.models.values():
+            probes = [(layer, p) for layer in model.layers for p in self.spec.probes]
             embedder = build_model(context, model)
             ready = True
             if model.pretrain is not None:
@@ -166,14 +169,13 @@ def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> l
     for model in spec.models.values():
         how = (f"pretrain with {model.objective.name} for {model.pretrain.steps} steps" if model.pretrain
                else "as loaded" if model.load else "random initialisation")
-        lines.append(f"  model {model.name}: {model.summary}, {how}")
+        layers = "" if model.layers == [OUT] else f"; layers {', '.join(model.layers)}, each probed"
+        lines.append(f"  model {model.name}: {model.summary}, {how}{layers}")
     if spec.run.seeds:
         lines.append(f"  seeds {', '.join(map(str, spec.run.seeds))}: every model is pre-trained, embedded and probed "
                      "once per seed, as <model>.seed<N>; the report gives their mean and spread")
     lines += [f"  {survey.describe(name, task)}" for name, task in tasks.items()]
-    layers = "" if spec.embed.layers == [OUT] else f"; layers {', '.join(spec.embed.layers)}, each probed"
-    lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} "
-                 f"pooling{layers}")
+    lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
     return lines + [f"  warning: {line}" for line in survey.warnings(tasks, spec.embed.window, spec.embed.on_bad_audio)]
 

@@ -68,6 +68,16 @@ class PretrainSection:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
+def layer_list() -> Any:
+    """A ``layers`` key: encoder layer names, ``["out"]`` (the embedding alone) by default."""
+    return items(matches(LAYER_PATTERN, "a layer name (letters, digits, '_', '-')"), [OUT], what="layer")
+
+
+def check_layer_repeats(layers: list[str]) -> None:
+    if len(set(layers)) != len(layers):
+        raise invalid("layers", f"repeats a layer: {layers}")
+
+
 @dataclass
 class EmbedSection:
     window: float = positive(3.0, what="positive seconds")
@@ -79,13 +89,23 @@ class EmbedSection:
     checkpoint_every: int = positive(128)  # tracks per atomic part file: the most a kill can lose
     num_workers: int | None = non_negative(None)  # decode processes; None: one per core (embed.default_workers)
     dtype: Literal["float32", "float16"] = "float32"  # of the stored window embeddings
-    #: the encoder layers to store and probe, each pooled over time ("out": the embedding)
-    layers: list[str] = items(matches(LAYER_PATTERN, "a layer name (letters, digits, '_', '-')"), [OUT],
-                              what="layer")
+    #: the encoder layers to store and probe, each pooled over time ("out": the embedding); a
+    #: model's own ``layers`` key overrides it
+    layers: list[str] = layer_list()
 
     def __post_init__(self) -> None:
-        if len(set(self.layers)) != len(self.layers):
-            raise invalid("layers", f"repeats a layer: {self.layers}")
+        check_layer_repeats(self.layers)
+
+
+@dataclass
+class ModelLayers:
+    """``[models.X] layers``: the layers of this model to store and probe, instead of ``[embed]
+    layers`` (e.g. a baseline that names no layers beside CNNs probed at several depths)."""
+
+    layers: list[str] = layer_list()
+
+    def __post_init__(self) -> None:
+        check_layer_repeats(self.layers)
 
 
 @dataclass
@@ -105,6 +125,8 @@ class ModelSpec:
     seed: int = 0
     #: the model's name in the TOML, when this is one seed of it (``[run] seeds``)
     replicate_of: str | None = None
+    #: the layers to store and probe: its own ``layers`` key, else ``[embed] layers``
+    layers: list[str] = field(default_factory=lambda: [OUT])
 
     @property
     def section(self) -> str:
@@ -141,7 +163,7 @@ class PipelineSpec:
 
 
 TOP_LEVEL = ("run", "tasks", "models", "embed", "probe")
-MODEL_KEYS = ("frontend", "encoder", "pretrain", "load", "weights")
+MODEL_KEYS = ("frontend", "encoder", "pretrain", "load", "weights", "layers")
 PROBE_KEYS = ("probes",)
 
 
@@ -188,10 +210,17 @@ class _Parser:
             if problem is not None:
                 raise self.error(f"{section[:-1]} name {problem}", section)
 
-    def model(self, name: str, value: Any) -> ModelSpec:
+    def model(self, name: str, value: Any, embed: EmbedSection) -> ModelSpec:
         section = f"models.{name}"
         table = dict(self.table(value, section))
         self.check_keys(table, MODEL_KEYS, section)
+        spec = self.model_parts(name, table, section)
+        spec.layers = (self.section(ModelLayers, {"layers": table["layers"]}, section).layers if "layers" in table
+                       else list(embed.layers))
+        return spec
+
+    def model_parts(self, name: str, table: dict[str, Any], section: str) -> ModelSpec:
+        """What builds the model and how it is pre-trained."""
         if "load" in table:
             spec = self.loaded_model(name, table, section)
         else:
@@ -285,7 +314,7 @@ class _Parser:
             raise self.error("name at least one model, e.g. [models.mine] with frontend and encoder",
                              "models")
         self.check_names(models_raw, "models")
-        models = self.seeded({name: self.model(name, value) for name, value in models_raw.items()}, run, raw)
+        models = self.seeded({name: self.model(name, value, embed) for name, value in models_raw.items()}, run, raw)
         for model in models.values():
             if model.pretrain is None:
                 continue
