@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # torch is imported where a layer is pooled: the store and re
     from torch import nn
 
 OUT = "out"
+#: the report's name for the layer chosen on valid, per task (``musicrep.report.best_layers``)
+BEST = "best"
 #: one layer's output: a tensor, or one per pathway
 Activation = Union["torch.Tensor", tuple["torch.Tensor", ...]]
 #: what a layer name may be: it names an HDF5 group and a folder of probe results
@@ -35,9 +37,10 @@ def layer_names(encoder: nn.Module) -> tuple[str, ...]:
     """Every layer ``encoder`` offers, shallowest first, ``"out"`` last."""
     names = tuple(getattr(encoder, "layer_names", ()))
     for name in names:
-        if name == OUT or not re.fullmatch(LAYER_PATTERN, str(name)):
+        if name in (OUT, BEST) or not re.fullmatch(LAYER_PATTERN, str(name)):
             raise ValueError(f"encoder {type(encoder).__name__} names a layer {name!r}; layer names are letters, "
-                             f"digits, '_' and '-', and not {OUT!r} (its embedding's name)")
+                             f"digits, '_' and '-', and neither {OUT!r} (its embedding's name) nor {BEST!r} (the "
+                             "report's layer chosen on valid)")
     return (*names, OUT)
 
 

@@ -1,9 +1,10 @@
 """Reports: the table of tasks x models (the primary metric with its interval, the best marked
 only where the interval says so), and report.md, a page a reader can use without the run.
 
-When a run probed intermediate layers (``[embed] layers``), every model's layer is a model of
-its own in the table, named ``<model>/<layer>`` (``contrastive/block2``, ``contrastive/out``);
-a run of the embedding alone names its models as before."""
+When a run probed intermediate layers (``layers``), every model's layer is a model of its own
+in the table, named ``<model>/<layer>`` (``contrastive/block2``, ``contrastive/out``), and
+``<model>/best`` gives, per task, the test score of the layer with the best valid score (see
+``best_layers``); a run of the embedding alone names its models as before."""
 from __future__ import annotations
 
 import csv
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from musicrep import atomic
-from musicrep.layers import OUT
+from musicrep.layers import BEST, OUT
 from musicrep.plots import bar_charts, loss_curve, pca_scatter
 from musicrep.rundir import RunDir
 from musicrep.probing import LEVEL, RESAMPLES
@@ -26,7 +27,8 @@ from musicrep.store import StoreError
 #: table marks: what each says about the best model of a row
 CLEAR, TIED, UNJUDGED = "*", "~", "?"
 MARK_NOTES = {CLEAR: "best (interval clear)", TIED: "tied for best", UNJUDGED: "highest (no intervals)"}
-FIELDS = ["model", "task", "probe", "split", "metric", "value", "low", "high", "mark", "primary", "seeds", "spread"]
+FIELDS = ["model", "task", "probe", "split", "metric", "value", "low", "high", "mark", "primary", "seeds", "spread",
+          "layer"]
 #: the name ``[run] seeds`` gives each seed's model: ``<model>.seed<N>``, ``/<layer>`` after it
 SEED_NAME = re.compile(r"(.+)\.seed(\d+)(/[^/]+)?")
 
@@ -52,7 +54,29 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
             continue
         found.append({"model": f"{model}/{layer}" if layered else model, "task": task, "probe": probe,
                       "result": result})
-    return found
+    return found + best_layers(found)
+
+
+def best_layers(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each model (each seed's apart) probed at two or more layers, per task and probe, the
+    result of the layer with the highest valid score, as ``<model>/best`` with ``layer`` naming
+    it: the layer is chosen without looking at test, as layer-wise probing studies choose one,
+    so its test score is an honest figure for "this model, at its best depth for the task".
+    Ties go to the first layer in name order; a task without a valid split (k-fold) gets none."""
+    groups: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for f in found:
+        model, _, layer = f["model"].rpartition("/")
+        if model:
+            groups.setdefault((model, f["task"], f["probe"]), []).append((layer, f["result"]))
+    chosen = []
+    for (model, task, probe), layers in sorted(groups.items()):
+        scored = [(result["metrics"].get("valid", {}).get(result["primary"]), layer, result)
+                  for layer, result in sorted(layers, key=lambda lr: lr[0])]
+        if len(scored) < 2 or any(score is None or score != score for score, _, _ in scored):
+            continue
+        _, layer, result = max(scored, key=lambda s: s[0])
+        chosen.append({"model": f"{model}/{BEST}", "task": task, "probe": probe, "result": {**result, "layer": layer}})
+    return chosen
 
 
 def _bounds(result: dict[str, Any], split: str, metric: str) -> tuple[float | None, float | None]:
@@ -78,7 +102,8 @@ def flat_rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 low, high = _bounds(result, split, metric)
                 rows.append({"model": f["model"], "task": f["task"], "probe": f["probe"], "split": split,
                              "metric": metric, "value": value, "low": low, "high": high, "mark": "",
-                             "primary": metric == result["primary"], "seeds": None, "spread": None})
+                             "primary": metric == result["primary"], "seeds": None, "spread": None,
+                             "layer": result.get("layer")})
     rows += over_seeds(rows)
     for group in _comparisons(rows).values():
         for model, symbol in mark(group).items():
@@ -119,7 +144,7 @@ def over_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             low, high = mean - half, mean + half
         out.append({"model": model, "task": task, "probe": probe, "split": split, "metric": metric, "value": mean,
                     "low": low, "high": high, "mark": "", "primary": group[0]["primary"], "seeds": n,
-                    "spread": spread})
+                    "spread": spread, "layer": None})
     return out
 
 
@@ -163,6 +188,8 @@ def cell(row: dict[str, Any]) -> str:
         text += (f" ±{row['spread']:.3f} ({n} seeds)" if n > 1 else " (1 seed)")
     elif row["low"] is not None:
         text += f" ±{(row['high'] - row['low']) / 2:.3f}"
+    if row.get("layer"):
+        text += f" [{row['layer']}]"
     return f"{text} {row['mark']}".rstrip()
 
 
@@ -189,6 +216,9 @@ def legend(rows: list[dict[str, Any]]) -> list[str]:
     if any(r["low"] is not None and not r.get("seeds") for r in rows):
         lines.append(f"±: half the width of the {LEVEL:.0%} bootstrap interval ({RESAMPLES} resamples of the test "
                      "items; of the folds for k-fold tasks); the bounds are in results.csv")
+    if any(r.get("layer") for r in rows) or any(r["model"].endswith(f"/{BEST}") for r in rows):
+        lines.append(f"<model>/{BEST}: per task, the layer with the best valid score (in brackets; over seeds, each "
+                     "seed's own), scored on test")
     if CLEAR in used:
         lines.append(f"{CLEAR}: the best model, its interval clear of every other model's")
     if TIED in used:
@@ -240,7 +270,8 @@ def _task_section(task: str, found: list[dict[str, Any]]) -> list[str]:
     for f in found:
         result = f["result"]
         low, high = _bounds(result, "test", result["primary"])
-        body.append([f["model"], f["probe"], _sizes(result.get("n", {})),
+        model = f["model"] + (f" ({result['layer']})" if result.get("layer") else "")
+        body.append([model, f["probe"], _sizes(result.get("n", {})),
                      *(_number(result["metrics"].get("valid", {}).get(m)) for m in metrics),
                      *(_number(result["metrics"]["test"].get(m)) for m in metrics),
                      "-" if low is None else f"[{low:.3f}, {high:.3f}]", _settings(result.get("chosen", {}))])

@@ -267,7 +267,7 @@ def test_the_pipeline_probes_each_layer_and_the_table_names_them(tmp_path: Path,
         assert json.loads(result.read_text())["primary"] == "accuracy"
     assert "small/block1" in table and "small/out" in table
     report = render_report(run_dir)
-    assert report.header[3:] == ["small/block1", "small/out"]
+    assert report.header[3:] == ["small/best", "small/block1", "small/out"]
     assert run_pipeline(path, registry=registry, dry_run=True) is None  # the plan reads every layer's key
 
 
@@ -311,7 +311,7 @@ def test_a_model_chooses_its_own_layers_beside_a_baseline_that_has_none(tmp_path
         assert store.layers == ["block1", OUT]
     with EmbeddingStore(run_dir / "embeddings" / "stats" / "tones.h5") as store:
         assert store.layers == [OUT] and "layers" not in store.provenance  # the baseline's store as before
-    assert render_report(run_dir).header[3:] == ["small/block1", "small/out", "stats/out"]
+    assert render_report(run_dir).header[3:] == ["small/best", "small/block1", "small/out", "stats/out"]
     assert "small/block1" in table and "stats/out" in table
 
 
@@ -373,6 +373,6 @@ def test_layers_over_seeds_are_one_column_each(tmp_path: Path) -> None:
         write_result(tmp_path, f"a.seed{seed}", "t/block2", early[seed], [early[seed] - 0.02, early[seed] + 0.02])
         write_result(tmp_path, f"a.seed{seed}", "t", late[seed], [late[seed] - 0.02, late[seed] + 0.02])
     header, body = table(collect(tmp_path))
-    assert header == ["task", "probe", "metric", "a/block2", "a/out"]
-    assert body[0][3].startswith(f"{early.mean():.3f} ±{early.std(ddof=1):.3f} (3 seeds)")
-    assert body[0][4].startswith(f"{late.mean():.3f} ±{late.std(ddof=1):.3f} (3 seeds)")
+    assert header == ["task", "probe", "metric", "a/best", "a/block2", "a/out"]
+    assert body[0][4].startswith(f"{early.mean():.3f} ±{early.std(ddof=1):.3f} (3 seeds)")
+    assert body[0][5].startswith(f"{late.mean():.3f} ±{late.std(ddof=1):.3f} (3 seeds)")

@@ -66,7 +66,7 @@ def test_results_without_intervals_still_render(tmp_path: Path) -> None:
     assert body[0][header.index("new")] == "0.700 ±0.050"
     write_report(tmp_path)
     csv_text = (tmp_path / "results.csv").read_text()
-    assert csv_text.splitlines()[0] == "model,task,probe,split,metric,value,low,high,mark,primary,seeds,spread"
+    assert csv_text.splitlines()[0] == "model,task,probe,split,metric,value,low,high,mark,primary,seeds,spread,layer"
     assert (tmp_path / "plots" / "t-linear.png").stat().st_size > 0
 
 
@@ -152,3 +152,45 @@ def test_seeds_that_overlap_tie(tmp_path: Path) -> None:
     marks = marks_of(tmp_path)
     assert marks["a"] == TIED and marks["b"] == TIED
     assert all(marks[f"{m}.seed{s}"] == "" for m in "ab" for s in range(3))
+
+
+def write_layer(run_dir: Path, model: str, layer: str, task: str, valid: float, test: float) -> None:
+    path = run_dir / "probes" / model / task / ("linear.json" if layer == "out" else f"{layer}/linear.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"probe": "linear", "kind": "multiclass", "primary": "accuracy", "chosen": {},
+                                "metrics": {"valid": {"accuracy": valid}, "test": {"accuracy": test}},
+                                "interval": {"test": {"accuracy": [test - 0.05, test + 0.05]}},
+                                "n": {"train": 100, "valid": 20, "test": 50}, "seed": 0}))
+
+
+def test_the_best_layer_is_chosen_on_valid_never_on_test(tmp_path: Path) -> None:
+    """Per task, ``<model>/best`` is the layer with the best valid score, whatever its test score;
+    over seeds each seed chooses its own."""
+    rng = np.random.default_rng()
+    chosen = {}
+    for seed in range(2):
+        for task in ("t", "u"):
+            valid = rng.permutation([0.5, 0.6, 0.7])   # each layer's valid score, in a fresh order
+            test = rng.uniform(0.3, 0.9, 3)              # unrelated to valid
+            for layer, v, t in zip(("block1", "block2", "out"), valid, test):
+                write_layer(tmp_path, f"m.seed{seed}", layer, task, v, t)
+            best = int(np.argmax(valid))
+            chosen[seed, task] = (("block1", "block2", "out")[best], test[best])
+    rows = [r for r in collect(tmp_path) if r["split"] == "test" and r["primary"]]
+    for (seed, task), (layer, test) in chosen.items():
+        row = next(r for r in rows if r["model"] == f"m.seed{seed}/best" and r["task"] == task)
+        assert row["layer"] == layer and row["value"] == pytest.approx(test)
+    for task in ("t", "u"):
+        over = next(r for r in rows if r["model"] == "m/best" and r["task"] == task)
+        assert over["value"] == pytest.approx(np.mean([chosen[s, task][1] for s in range(2)]))
+    header, body = table(collect(tmp_path))
+    assert header[3:] == ["m/best", "m/block1", "m/block2", "m/out"]
+    text = write_report(tmp_path)
+    assert "<model>/best: per task, the layer with the best valid score" in text
+    assert f"m.seed0/best ({chosen[0, 't'][0]})" in (tmp_path / "report.md").read_text()
+
+
+def test_a_single_layer_has_no_best(tmp_path: Path) -> None:
+    write_layer(tmp_path, "m", "out", "t", 0.6, 0.7)
+    write_result(tmp_path, "n", "t", 0.5, [0.45, 0.55])
+    assert {r["model"] for r in collect(tmp_path)} == {"m", "n"}
