@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from musicrep.accel import WindowEncoder, autotune_fixed_shapes, to_device
 from musicrep.audio import BadAudioError, BadAudioPolicy
 from musicrep.model import Embedder
 from musicrep.progress import progress_bar
@@ -96,18 +97,21 @@ class _TrackAudio(Dataset):
 
 
 def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: dict[str, Any], *,
-            batch_size: int = 32, on_bad_audio: str = "skip", num_workers: int | None = None,
+            batch_size: int | None = None, on_bad_audio: str = "skip", num_workers: int | None = None,
             device: torch.device | str = "cpu", progress: bool = True, flush_every: int = 128,
-            shard: tuple[int, int] = (0, 1), dtype: str = "float32") -> EmbedSummary:
+            shard: tuple[int, int] = (0, 1), dtype: str = "float32", compile: bool = False) -> EmbedSummary:
     """Embed every item of ``task`` into the store at ``store_path`` (resuming if possible).
 
     ``num_workers``: decode processes (None: ``default_workers()``; 0 decodes in this process).
+    ``batch_size``: windows per encoder call (None: sized for the device, ``accel.WindowEncoder``);
+    ``compile``: the encoder through ``torch.compile``.
     ``dtype``: of the stored window embeddings ("float32" or "float16"; pooled ones stay float32).
     ``shard=(rank, world_size)`` embeds every world_size-th item from ``rank`` on: under
     torchrun each rank writes its own store and ``musicrep.store.join_shards`` joins them.
     """
     device = torch.device(device)
-    embedder = embedder.to(device).eval()
+    embedder = to_device(embedder, device).eval()
+    encode = WindowEncoder(embedder.encoder, device, batch_size, compile=compile)
     policy = BadAudioPolicy(on_bad_audio)
     workers = default_workers() if num_workers is None else num_workers
     writer = StoreWriter(Path(store_path), provenance, kind=task.kind, label_names=list(task.label_names),
@@ -117,6 +121,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
     order = [item.id for item in shard_items]
     summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, len(writer.done_ids))
     started = time.perf_counter()
+    restore_autotune = autotune_fixed_shapes(device)
     try:
         done = writer.done_ids
         items = [item for item in shard_items if item.id not in done]
@@ -124,7 +129,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         if progress and len(items) < len(shard_items):  # an interrupted extraction, resumed: say so
             print(f"{name}: {len(shard_items) - len(items)} of {len(shard_items)} tracks already embedded, "
                   f"{len(items)} to go", file=sys.stderr, flush=True)
-        _embed_items(embedder, task, items, writer, summary, policy=policy, batch_size=batch_size,
+        _embed_items(embedder, task, items, writer, summary, policy=policy, encode=encode,
                      workers=workers, device=device, progress=progress, desc=name)
         missing = writer.missing(order)
         if missing:  # a part deleted or damaged since this run read the folder
@@ -132,7 +137,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
                         store_path, len(missing))
             wanted = set(missing)
             _embed_items(embedder, task, [item for item in shard_items if item.id in wanted], writer, summary,
-                         policy=policy, batch_size=batch_size, workers=workers, device=device, progress=progress,
+                         policy=policy, encode=encode, workers=workers, device=device, progress=progress,
                          desc="embed again")
         t0 = time.perf_counter()
         writer.finish(order=order)
@@ -140,12 +145,13 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         summary.assembly_bytes = writer.assembly_memory
     finally:
         writer.close()
+        restore_autotune()
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
 
 def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreWriter, summary: EmbedSummary, *,
-                 policy: BadAudioPolicy, batch_size: int, workers: int, device: torch.device, progress: bool,
+                 policy: BadAudioPolicy, encode: WindowEncoder, workers: int, device: torch.device, progress: bool,
                  desc: str) -> None:
     """Decode, window, encode and hand ``items`` to the writer in their order; every finished
     track reaches a part file, also when interrupted."""
@@ -162,7 +168,7 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
             return
         t0 = time.perf_counter()
         windows = torch.cat([w for _, w, _ in pending])
-        outputs = torch.cat([embedder.encoder(chunk) for chunk in windows.split(batch_size)]).float().cpu()
+        outputs = encode(windows).float().cpu()
         t1 = time.perf_counter()
         per_track = outputs.split([len(w) for _, w, _ in pending])
         writer.add_many([TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
@@ -201,7 +207,7 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
                 pending_windows += len(windows)
                 summary.tracks += 1
                 summary.audio_seconds += len(wave) / embedder.sample_rate
-                if pending_windows >= batch_size:
+                if pending_windows >= encode.ready_batch:
                     drain()
                     bar.set_postfix(xrt=f"{summary.audio_seconds / (time.perf_counter() - started):.0f}")
             drain()

@@ -51,7 +51,8 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
     embed = context.spec.embed
     summary = extract(embedder, task, target, made_from, batch_size=embed.batch_size,
                       on_bad_audio=embed.on_bad_audio, device=context.device, flush_every=embed.checkpoint_every,
-                      num_workers=embed.num_workers, dtype=embed.dtype, shard=(rank, world_size), progress=is_main())
+                      num_workers=embed.num_workers, dtype=embed.dtype, shard=(rank, world_size), progress=is_main(),
+                      compile=embed.compile)
     if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
         barrier()
         if is_main():
