@@ -27,7 +27,7 @@ log = logging.getLogger("musicrep.accel")
 
 #: (device type, pass) where convolutions run faster channels-last (NHWC), as measured (RESULTS.md).
 #: Not CPU training: there torch 2.13's backward of a channels-last 1x1 convolution with stride 2
-#: and 2-8 input channels (a small resnet's shortcut) crashes the process (segmentation fault).
+#: and 2-11 input channels (a small resnet's shortcut) crashes the process (segmentation fault).
 #: CUDA awaits its benchmark rows (``test_encoder_memory_format[...-cuda-...]``).
 CHANNELS_LAST_ON: frozenset[tuple[str, str]] = frozenset({("cpu", "inference")})
 #: windows per encoder call when ``[embed] batch_size`` is not set and the device is not CUDA
@@ -191,7 +191,12 @@ class WindowEncoder:
         return self.encoder(chunk)[:n]
 
     def size_batch(self, windows: torch.Tensor) -> int:
-        per_window, per_call = measure_window_bytes(self.encoder, windows)
+        try:
+            per_window, per_call = measure_window_bytes(self.encoder, windows)
+        except torch.cuda.OutOfMemoryError:  # not even the probe fits: one window a call will tell
+            log.warning("the encoder ran out of GPU memory on %d windows while sizing its batch; "
+                        "going on at 1", 2 * PROBE_WINDOWS)
+            return 1
         free = free_gpu_bytes(self.device)
         size = batch_for_memory(free, per_window, per_call)
         log.info("encoder batch on %s: %d windows (%.1f MiB a window, %.0f MiB a call, %.0f MiB free)",

@@ -250,6 +250,18 @@ def test_unset_batch_size_on_cuda_is_sized_from_free_memory(monkeypatch: pytest.
     assert WindowEncoder(encoder, device, None).batch_size == accel.CPU_BATCH  # the CPU default stays
 
 
+def test_a_probe_that_runs_out_of_memory_starts_at_one_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    def probe(encoder: nn.Module, windows: torch.Tensor) -> tuple[float, float]:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+
+    monkeypatch.setattr(accel, "measure_window_bytes", probe)
+    windows = torch.randn(6, 5, 7, device="cpu")
+    fake = OutOfMemoryAbove(100)
+    encode = WindowEncoder(fake, torch.device("cuda"), None)
+    torch.testing.assert_close(encode(windows), windows.flatten(1).mean(dim=1, keepdim=True) * fake.weight)
+    assert encode.batch_size == 1 and fake.encoded == len(windows)
+
+
 def test_a_failing_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Not torch.compile itself (that may not work on a test machine): what happens when it fails."""
     device = torch.device("cpu")
