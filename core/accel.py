@@ -44,16 +44,15 @@ SMALLEST_BUCKET = 64
 
 def to_device(module: nn.Module, device: torch.device, *, training: bool = False) -> nn.Module:
     """``module`` on ``device``, its 4-d weights channels-last where that wins for this device type
-    and pass (``training``: pre-training's forward and backward, else inference).
+    and pass (``training``: pre-training's forward and backward, else inference), in the default
+    layout elsewhere (a model made channels-last for inference may be trained next).
 
     Converting the weights is enough: a convolution with channels-last weights gives a
     channels-last output, whatever the layout of its ``[B, 1, F, frames]`` input, so every
     later layer runs channels-last too. Like ``.to(device)`` this changes ``module`` in place.
     """
-    module.to(device)
-    if (device.type, "training" if training else "inference") in CHANNELS_LAST_ON:
-        module.to(memory_format=torch.channels_last)
-    return module
+    wins = (device.type, "training" if training else "inference") in CHANNELS_LAST_ON
+    return module.to(device, memory_format=torch.channels_last if wins else torch.contiguous_format)
 
 
 def autotune_fixed_shapes(device: torch.device) -> Callable[[], None]:

@@ -210,10 +210,13 @@ def test_channels_last_gives_the_contiguous_outputs_and_gradients_on_gpu(name: s
     layouts_agree(name, torch.device("cuda"), training=True)
 
 
-def test_to_device_keeps_the_layout_where_channels_last_does_not_win() -> None:
-    """CPU training is not in CHANNELS_LAST_ON (a crash in torch's backward, see accel)."""
+def test_to_device_puts_the_default_layout_back_where_channels_last_does_not_win() -> None:
+    """CPU training is not in CHANNELS_LAST_ON (a crash in torch's backward, see accel): a model
+    made channels-last for inference on a CPU is trained in the default layout."""
     device = torch.device("cpu")
-    encoder = to_device(musicrep.get_component("encoder", "fcn", channels=[4], dim=8), device, training=True)
+    encoder = musicrep.get_component("encoder", "fcn", channels=[4, 8], dim=8).to(memory_format=torch.channels_last)
+    assert not all(p.is_contiguous() for p in encoder.parameters())
+    to_device(encoder, device, training=True)
     assert all(p.is_contiguous() for p in encoder.parameters())
 
 
