@@ -53,6 +53,7 @@ class EmbedSummary:
     frontend_seconds: float = 0.0
     encoder_seconds: float = 0.0
     assembly_bytes: int = 0        # resident memory the store's assembly added (flat in the tracks)
+    batch_size: int = 0            # windows per encoder call at the end (sized on a GPU; 0: none ran)
     #: the files skipped as bad audio in this call, {"path", "reason"} each (``skipped`` counts them)
     bad_files: list[dict[str, str]] = field(default_factory=list)
 
@@ -147,6 +148,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         writer.close()
         restore_autotune()
     summary.wall_seconds = time.perf_counter() - started
+    summary.batch_size = encode.batch_size or 0
     return summary
 
 

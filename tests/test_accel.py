@@ -109,14 +109,16 @@ class OutOfMemoryEmbedderEncoder(OutOfMemoryAbove):
 def test_extraction_out_of_memory_retries_to_the_same_store(tmp_path: Path) -> None:
     device = "cpu"
     config = ToneTask.Config(per_class=3, seconds=float(np.random.default_rng().uniform(1.0, 2.0)))
-    stores = []
+    stores, batches = [], []
     for name, limit in (("halved", 5), ("small", 1000)):
         torch.manual_seed(0)
         embedder = Embedder(FrameFrontend(FrameFrontend.Config()), OutOfMemoryEmbedderEncoder(limit),
                             window=0.5, hop=0.25)
-        extract(embedder, ToneTask(config), tmp_path / f"{name}.h5", {"m": 0}, batch_size=32 if limit == 5 else 4,
-                progress=False, num_workers=0, device=device)
+        summary = extract(embedder, ToneTask(config), tmp_path / f"{name}.h5", {"m": 0},
+                          batch_size=32 if limit == 5 else 4, progress=False, num_workers=0, device=device)
         stores.append(tmp_path / f"{name}.h5")
+        batches.append(summary.batch_size)
+    assert batches == [4, 4]  # 32 halved to 16, 8, then 4 fit under the limit of 5
     with EmbeddingStore(stores[0]) as a, EmbeddingStore(stores[1]) as b:
         halved, small = a.arrays(), b.arrays()
     assert len(halved["ids"]) == 9

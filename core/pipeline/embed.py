@@ -58,8 +58,8 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
         if is_main():
             join_shards([run.store_shard(model.name, task_name, r, world_size) for r in range(world_size)], store)
     if is_main():
-        log(f"embed {model.name}/{task_name}: {store_counts(store, summary)}, {summary.x_realtime:.0f}x realtime; "
-            "time shares: " + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
+        log(f"embed {model.name}/{task_name}: {store_counts(store, summary)}, {summary.x_realtime:.0f}x realtime, "
+            f"{summary.batch_size} windows a call; time shares: " + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
     if summary.bad_files:  # by name: the user must be able to find and fix each one
         shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:SHOWN_BAD_FILES])
         more = (f"; and {len(summary.bad_files) - SHOWN_BAD_FILES} more"
