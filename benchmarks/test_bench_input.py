@@ -11,6 +11,7 @@ Run: pytest benchmarks/test_bench_input.py --benchmark-enable
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import soundfile as sf
 import torch
 
 import musicrep
+from musicrep import accel
 from musicrep.embed import extract
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
@@ -70,8 +72,9 @@ GPU_TRACKS = int(os.environ.get("MUSICREP_BENCH_GPU_TRACKS", "512"))  # 4.3 hour
 
 @pytest.mark.cuda
 def test_mule_bf16_end_to_end_on_gpu(benchmark, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    """MULE (SF-NFNet-F0) in bf16 from WAV files to a finished store, decode workers from the
-    core count; goal on an H100/H200: >= 36,000x realtime (10 hours of audio a second) with a
+    """MULE (SF-NFNet-F0) in bf16 from WAV files to a finished store with extraction's defaults:
+    decode workers from the core count, the batch sized from the free GPU memory, channels-last
+    where ``accel.CHANNELS_LAST_ON`` says, cuDNN autotuning; goal on an H100/H200: >= 36,000x realtime (10 hours of audio a second) with a
     decode share below 0.3. Unmeasured so far: no GPU was lent to the session that wrote it."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
@@ -84,12 +87,12 @@ def test_mule_bf16_end_to_end_on_gpu(benchmark, tmp_path_factory: pytest.TempPat
 
     def run() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            summaries.append(extract(embedder, task, tmp_path / f"s{next(runs)}.h5", {"run": 0}, batch_size=256,
-                                     progress=False, device="cuda"))
+            summaries.append(extract(embedder, task, tmp_path / f"s{next(runs)}.h5", {"run": 0},
+                                     progress=False, device="cuda"))  # the defaults: batch sized from memory
 
     benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     best = max(summaries[1:], key=lambda s: s.x_realtime)
-    benchmark.extra_info.update(x_realtime=round(best.x_realtime, 1),
+    benchmark.extra_info.update(x_realtime=round(best.x_realtime, 1), hours_per_s=round(best.x_realtime / 3600, 2),
                                 **{f"{stage}_share": round(v, 3) for stage, v in best.shares.items()})
 
 
@@ -124,25 +127,97 @@ def test_pretraining_clips_per_second(benchmark, folders: dict[str, Path], tmp_p
                                 load=round(os.getloadavg()[0], 1))
 
 
+#: conv encoders and their front ends: MULE's backbone and the small CNNs at their defaults
+LAYOUT_ENCODERS = {"sfnfnet": ("mule-mel", {}, {"preset": "f0"}), "fcn": ("mel", {"n_mels": 96}, {}),
+                   "band-cnn": ("mel", {"n_mels": 96}, {}), "resnet": ("mel", {"n_mels": 96}, {})}
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def mule_windows(frontend: str, frontend_cfg: dict, encoder: torch.nn.Module, count: int, device: str) -> torch.Tensor:
+    embedder = Embedder(musicrep.get_component("frontend", frontend, **frontend_cfg), encoder)
+    windows, _ = embedder.track_windows(0.1 * torch.randn(int(61 * embedder.sample_rate)))
+    return windows[torch.arange(count) % len(windows)].to(device)
+
+
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("preset", ["tiny", "s0"])
-def test_encoder_memory_format_on_cpu(benchmark, preset: str, memory_format: str) -> None:
-    """SF-NFNet on a batch of 8 MULE windows, its weights and input in the default layout or
-    channels-last: whether the extractor should convert the encoder on a CPU."""
+@pytest.mark.parametrize("encoder_name", list(LAYOUT_ENCODERS))
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_encoder_memory_format(benchmark, mode: str, device: str, encoder_name: str, memory_format: str) -> None:
+    """An encoder on a batch of 3 s windows (8 on a CPU; on a GPU 256, 64 for training; float32,
+    bf16 autocast on a GPU as MULE runs there), weights in the default layout or channels-last (what
+    ``musicrep.accel.to_device`` does where it wins): inference, or a training step's forward
+    and backward. Decides ``accel.CHANNELS_LAST_ON``."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    if mode == "training" and encoder_name == "sfnfnet" and device == "cpu":
+        pytest.skip("sfnfnet f0 training on 2 CPU cores: minutes a round (pre-training on a CPU uses tiny)")
+    frontend, frontend_cfg, encoder_cfg = LAYOUT_ENCODERS[encoder_name]
     torch.manual_seed(0)
-    encoder = musicrep.get_component("encoder", "sfnfnet", preset=preset).eval()
-    frontend = musicrep.get_component("frontend", "mule-mel")
-    embedder = Embedder(frontend, encoder)
-    windows, _ = embedder.track_windows(0.1 * torch.randn(int(30 * embedder.sample_rate)))
-    windows = windows[:8]
+    encoder = musicrep.get_component("encoder", encoder_name, **encoder_cfg)
+    count = 8 if device == "cpu" else 256 if mode == "inference" else 64
+    windows = mule_windows(frontend, frontend_cfg, encoder, count, device)
     layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
-    encoder = encoder.to(memory_format=layout)
+    encoder = encoder.to(device, memory_format=layout).train(mode == "training")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    restore = accel.autotune_fixed_shapes(torch.device(device))
 
     def run() -> None:
-        with torch.inference_mode():
-            encoder(windows)
+        with autocast:
+            if mode == "inference":
+                with torch.inference_mode():
+                    encoder(windows)
+            else:
+                encoder.zero_grad(set_to_none=True)
+                encoder(windows).float().square().mean().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
 
-    run()
-    benchmark.group = f"sfnfnet {preset}, 8 windows, CPU"
-    benchmark.pedantic(run, rounds=3, iterations=1)
-    benchmark.extra_info["windows_per_s"] = round(8 / benchmark.stats.stats.min, 1)
+    try:
+        run()
+        benchmark.group = f"{encoder_name} {mode}, {count} windows, {device}"
+        benchmark.pedantic(run, rounds=3 if device == "cpu" else 10, iterations=1)
+    finally:
+        restore()
+    benchmark.extra_info.update(windows_per_s=round(count / benchmark.stats.stats.min, 1),
+                                load=round(os.getloadavg()[0], 1))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("encoder_name", ["fcn", "sfnfnet"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_encoder_compile(benchmark, device: str, encoder_name: str, compiled: bool) -> None:
+    """Eager against ``torch.compile`` (``[embed] compile = true``) on fixed-shape window batches
+    through ``musicrep.accel.WindowEncoder``; extra_info has the seconds the compile took (the
+    first call). Inference, float32 on a CPU, bf16 autocast on a GPU."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    frontend, frontend_cfg, encoder_cfg = LAYOUT_ENCODERS[encoder_name]
+    if device == "cpu" and encoder_name == "sfnfnet":
+        encoder_cfg = {"preset": "s0"}  # f0's compile on 2 busy cores takes longer than a benchmark should
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    encoder = accel.to_device(musicrep.get_component("encoder", encoder_name, **encoder_cfg), dev).eval()
+    count = 32 if device == "cpu" else 256
+    windows = mule_windows(frontend, frontend_cfg, encoder, count, device)
+    encode = accel.WindowEncoder(encoder, dev, count, compile=compiled)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    restore = accel.autotune_fixed_shapes(dev)
+
+    def run() -> None:
+        with autocast, torch.inference_mode():
+            encode(windows)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    try:
+        t0 = time.perf_counter()
+        run()
+        first = time.perf_counter() - t0
+        benchmark.group = f"compile, {encoder_name}, {count} windows, {device}"
+        benchmark.pedantic(run, rounds=3 if device == "cpu" else 10, iterations=1)
+    finally:
+        restore()
+    benchmark.extra_info.update(windows_per_s=round(count / benchmark.stats.stats.min, 1),
+                                first_call_s=round(first, 1), compiled=encode.compiled is not None,
+                                load=round(os.getloadavg()[0], 1))

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from musicrep.accel import WindowEncoder, autotune_fixed_shapes, to_device
 from musicrep.audio import BadAudioError, BadAudioPolicy
-from musicrep.layers import OUT, encode_layers
+from musicrep.layers import OUT
 from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
 from musicrep.progress import progress_bar
@@ -55,6 +56,7 @@ class EmbedSummary:
     frontend_seconds: float = 0.0
     encoder_seconds: float = 0.0
     assembly_bytes: int = 0        # resident memory the store's assembly added (flat in the tracks)
+    batch_size: int = 0            # windows per encoder call at the end (sized on a GPU; 0: none ran)
     #: the files skipped as bad audio in this call, {"path", "reason"} each (``skipped`` counts them)
     bad_files: list[dict[str, str]] = field(default_factory=list)
 
@@ -99,12 +101,15 @@ class _TrackAudio(Dataset):
 
 
 def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: dict[str, Any], *,
-            batch_size: int = 32, on_bad_audio: str = "skip", num_workers: int | None = None,
+            batch_size: int | None = None, on_bad_audio: str = "skip", num_workers: int | None = None,
             device: torch.device | str = "cpu", progress: bool = True, flush_every: int = 128,
-            shard: tuple[int, int] = (0, 1), dtype: str = "float32", layers: Sequence[str] = (OUT,)) -> EmbedSummary:
+            shard: tuple[int, int] = (0, 1), dtype: str = "float32", layers: Sequence[str] = (OUT,),
+            compile: bool = False) -> EmbedSummary:
     """Embed every item of ``task`` into the store at ``store_path`` (resuming if possible).
 
     ``num_workers``: decode processes (None: ``default_workers()``; 0 decodes in this process).
+    ``batch_size``: windows per encoder call (None: sized for the device, ``accel.WindowEncoder``);
+    ``compile``: the encoder through ``torch.compile``.
     ``dtype``: of the stored window embeddings ("float32" or "float16"; pooled ones stay float32).
     ``shard=(rank, world_size)`` embeds every world_size-th item from ``rank`` on: under
     torchrun each rank writes its own store and ``musicrep.store.join_shards`` joins them.
@@ -112,17 +117,19 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
     the embedding ("out") is always stored.
     """
     device = torch.device(device)
-    embedder = embedder.to(device).eval()
+    embedder = to_device(embedder, device).eval()
+    intermediate = tuple(layer for layer in layers if layer != OUT)
+    encode = WindowEncoder(embedder.encoder, device, batch_size, compile=compile, layers=(*intermediate, OUT))
     policy = BadAudioPolicy(on_bad_audio)
     workers = default_workers() if num_workers is None else num_workers
     writer = StoreWriter(Path(store_path), provenance, kind=task.kind, label_names=list(task.label_names),
-                         pooling=embedder.pooling, flush_every=flush_every, dtype=dtype,
-                         layers=tuple(layer for layer in layers if layer != OUT))
+                         pooling=embedder.pooling, flush_every=flush_every, dtype=dtype, layers=intermediate)
     rank, world_size = shard
     shard_items = task.items()[rank::world_size]
     order = [item.id for item in shard_items]
     summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, len(writer.done_ids))
     started = time.perf_counter()
+    restore_autotune = autotune_fixed_shapes(device)
     try:
         done = writer.done_ids
         items = [item for item in shard_items if item.id not in done]
@@ -130,7 +137,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         if progress and len(items) < len(shard_items):  # an interrupted extraction, resumed: say so
             print(f"{name}: {len(shard_items) - len(items)} of {len(shard_items)} tracks already embedded, "
                   f"{len(items)} to go", file=sys.stderr, flush=True)
-        _embed_items(embedder, task, items, writer, summary, policy=policy, batch_size=batch_size,
+        _embed_items(embedder, task, items, writer, summary, policy=policy, encode=encode,
                      workers=workers, device=device, progress=progress, desc=name)
         missing = writer.missing(order)
         if missing:  # a part deleted or damaged since this run read the folder
@@ -138,7 +145,7 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
                         store_path, len(missing))
             wanted = set(missing)
             _embed_items(embedder, task, [item for item in shard_items if item.id in wanted], writer, summary,
-                         policy=policy, batch_size=batch_size, workers=workers, device=device, progress=progress,
+                         policy=policy, encode=encode, workers=workers, device=device, progress=progress,
                          desc="embed again")
         t0 = time.perf_counter()
         writer.finish(order=order)
@@ -146,12 +153,14 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
         summary.assembly_bytes = writer.assembly_memory
     finally:
         writer.close()
+        restore_autotune()
     summary.wall_seconds = time.perf_counter() - started
+    summary.batch_size = encode.batch_size or 0
     return summary
 
 
 def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreWriter, summary: EmbedSummary, *,
-                 policy: BadAudioPolicy, batch_size: int, workers: int, device: torch.device, progress: bool,
+                 policy: BadAudioPolicy, encode: WindowEncoder, workers: int, device: torch.device, progress: bool,
                  desc: str) -> None:
     """Decode, window, encode and hand ``items`` to the writer in their order; every finished
     track reaches a part file, also when interrupted."""
@@ -168,9 +177,8 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
             return
         t0 = time.perf_counter()
         windows = torch.cat([w for _, w, _ in pending])
-        outputs = [encode_layers(embedder.encoder, chunk, (*writer.layers, OUT)) for chunk in windows.split(batch_size)]
         sizes = [len(w) for _, w, _ in pending]
-        per_track = {layer: torch.cat([o[layer] for o in outputs]).float().cpu().split(sizes) for layer in outputs[0]}
+        per_track = {layer: out.float().cpu().split(sizes) for layer, out in encode(windows).items()}
         t1 = time.perf_counter()
         writer.add_many([TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
                                         per_track[OUT][k].numpy(), offsets.numpy(),
@@ -209,7 +217,7 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
                 pending_windows += len(windows)
                 summary.tracks += 1
                 summary.audio_seconds += len(wave) / embedder.sample_rate
-                if pending_windows >= batch_size:
+                if pending_windows >= encode.ready_batch:
                     drain()
                     bar.set_postfix(xrt=f"{summary.audio_seconds / (time.perf_counter() - started):.0f}")
             drain()

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from musicrep.accel import to_device
 from musicrep.checkpoint import read_checkpoint
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
@@ -30,14 +31,16 @@ class ReadyModel(nn.Module):
 
     ``precision="bf16"`` runs the encoder under autocast (the front end stays float32, since
     log-mel in bfloat16 loses the detail the encoder reads). ``.embedder`` is the underlying
-    trainable Embedder.
+    trainable Embedder. Its weights take the layout that is fastest on the device they are on when
+    it is made (``musicrep.accel.to_device``; moved later, call that again).
     """
 
     def __init__(self, embedder: Embedder, precision: str = "fp32") -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.embedder, self.precision = embedder.eval(), precision
+        device = next(embedder.parameters(), torch.empty(0)).device
+        self.embedder, self.precision = to_device(embedder, device).eval(), precision
 
     @property
     def sample_rate(self) -> int:
@@ -152,7 +155,7 @@ def load_model(name_or_checkpoint: str | Path, *, weights: str | Path | None = N
     MULE checkpoint), or a musicrep run or checkpoint.
 
     ``overrides``: ``window``, ``hop`` (seconds), ``pooling``, ``windowing`` set the windowing;
-    any other key is an encoder option (e.g. ``channels_last=False``), checked like a TOML key.
+    any other key is an encoder option (e.g. ``std_floor=0.01``), checked like a TOML key.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from musicrep import atomic
+from musicrep.accel import autotune_fixed_shapes, to_device
 from musicrep.audio import BadAudioError, random_crop
 from musicrep.augment import Chain
 from musicrep.distributed import barrier, init_from_env, is_main, world
@@ -179,7 +180,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     attach, after_step = (getattr(objective, h, None) for h in ("attach", "after_step"))
     if attach is not None:
         attach(embedder.encoder)
-    module = TrainModule(embedder, objective, augmentations).to(device)
+    module = to_device(TrainModule(embedder, objective, augmentations), device, training=True)
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
@@ -214,6 +215,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
                disable=not (progress and is_main()), dynamic_ncols=True)
     started, clips = time.perf_counter(), 0
     module.train()
+    restore_autotune = autotune_fixed_shapes(device)  # the crops have one shape
     try:
         for step in range(start, settings.steps):
             waves, targets = next(loader)
@@ -247,6 +249,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
                 save(last, step + 1)
     finally:
         bar.close()
+        restore_autotune()
     save(last, settings.steps)
     barrier()
     return {"steps": settings.steps, "resumed_from": start, "final_loss": loss_value,

@@ -286,7 +286,6 @@ class SFNFNet(nn.Module):
         activation: Literal["gelu", "relu"] = "gelu"
         standardize: bool = True                 # per-slice mean/std normalisation, as MULE
         std_floor: float = positive(0.01)
-        channels_last: bool = True               # NHWC convolutions: faster on CPUs
 
     def __init__(self, config: Config | None = None) -> None:
         super().__init__()
@@ -316,9 +315,7 @@ class SFNFNet(nn.Module):
             raise ValueError(f"sfnfnet expects features [B, F, frames], got shape {tuple(features.shape)}")
         if self.config.standardize:
             features = standard_normalize(features, self.config.std_floor)
-        x = features.unsqueeze(1)
-        if self.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = features.unsqueeze(1)  # channels-last where it wins: musicrep.accel.to_device converts the weights
         slow, fast = self.slow.run_stem(x), self.fast.run_stem(x)
         for i, lateral in enumerate(self.laterals):
             slow = self.slow.run_stage(i, torch.cat([slow, lateral(fast)], dim=1))

@@ -41,7 +41,7 @@ ENCODERS = {
     "fcn": {"channels": [4, 8, 16], "dim": 12},
     "band-cnn": {"channels": [4, 8, 16], "freq_pool": [2, 1, 2], "time_pool": [2, 2, 1], "bands": 3, "dim": 12},
     "resnet": {"channels": [4, 8, 16], "blocks": [1, 1, 1], "dim": 12},
-    "sfnfnet": {"preset": "tiny", "channels_last": False},
+    "sfnfnet": {"preset": "tiny"},
 }
 #: each encoder's frequency cells after each named layer, for 24 input bands
 FREQ_CELLS = {"fcn": [12, 6, 3], "band-cnn": [12, 12, 6], "resnet": [24, 12, 6], "sfnfnet": [6, 3, 2, 1]}

@@ -59,14 +59,14 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
     summary = extract(embedder, task, target, made_from, batch_size=embed.batch_size,
                       on_bad_audio=embed.on_bad_audio, device=context.device, flush_every=embed.checkpoint_every,
                       num_workers=embed.num_workers, dtype=embed.dtype, shard=(rank, world_size), progress=is_main(),
-                      layers=stored_layers(model.layers))
+                      layers=stored_layers(model.layers), compile=embed.compile)
     if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
         barrier()
         if is_main():
             join_shards([run.store_shard(model.name, task_name, r, world_size) for r in range(world_size)], store)
     if is_main():
-        log(f"embed {model.name}/{task_name}: {store_counts(store, summary)}, {summary.x_realtime:.0f}x realtime; "
-            "time shares: " + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
+        log(f"embed {model.name}/{task_name}: {store_counts(store, summary)}, {summary.x_realtime:.0f}x realtime, "
+            f"{summary.batch_size} windows a call; time shares: " + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
     if summary.bad_files:  # by name: the user must be able to find and fix each one
         shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:SHOWN_BAD_FILES])
         more = (f"; and {len(summary.bad_files) - SHOWN_BAD_FILES} more"

@@ -82,13 +82,14 @@ def check_layer_repeats(layers: list[str]) -> None:
 class EmbedSection:
     window: float = positive(3.0, what="positive seconds")
     hop: float = positive(2.0, what="positive seconds")
-    batch_size: int = positive(32)
+    batch_size: int | None = positive(None)  # windows per encoder call; None: 32, on CUDA sized from free memory
     pooling: Literal["mean", "mean+std"] = "mean"
     windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
     checkpoint_every: int = positive(128)  # tracks per atomic part file: the most a kill can lose
     num_workers: int | None = non_negative(None)  # decode processes; None: one per core (embed.default_workers)
     dtype: Literal["float32", "float16"] = "float32"  # of the stored window embeddings
+    compile: bool = False  # the encoder through torch.compile (musicrep.accel.WindowEncoder)
     #: the encoder layers to store and probe, each pooled over time ("out": the embedding); a
     #: model's own ``layers`` key overrides it
     layers: list[str] = layer_list()
