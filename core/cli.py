@@ -9,39 +9,12 @@ import sys
 from typing import Sequence
 
 from musicrep._version import __version__
+from musicrep import interrupts
 from musicrep.errors import MusicrepError, WriteError
 
 #: OS errors that are the machine's state, not a bug: one line naming the file, never a traceback
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM,
                          errno.EIO})
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM: both stop a run the same way, keeping what is finished."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_received: list[int] = []  # the signal that stopped this process, once one has
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """The first SIGINT or SIGTERM raises ``Interrupted``; any later one is ignored, so that the
-    shutdown (writing the finished tracks' part file, releasing the lock) ends quietly. Ignored at
-    the kernel (SIG_IGN), not by a Python handler: Python restores handlers it installed to the
-    default late in its exit, where a signal would kill the process with no message."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _received.append(signum)
-    raise Interrupted(signum)
-
-
-def _install_interrupt_handlers() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. `nohup`-like parents: keep ignoring
-            signal.signal(signum, _interrupt)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -241,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    _install_interrupt_handlers()
+    interrupts.install()
     try:
         return args.handler(args)
     except MusicrepError as exc:
@@ -261,14 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"musicrep: error: {exc.strerror or exc}{where}; finished work is kept", file=sys.stderr)
         return 2
     except Exception:
-        if _received and not args.debug:  # the shutdown's own fallout (e.g. data-loader workers that got the signal too)
+        if interrupts.received() and not args.debug:  # the shutdown's own fallout (e.g. data-loader workers that got the signal too)
             return _interrupted()
         raise
 
 
 def _interrupted() -> int:
     print("musicrep: interrupted; finished work is kept, run the same command to resume", file=sys.stderr)
-    return 128 + (_received[0] if _received else signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM
+    return 128 + (interrupts.received() or signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from musicrep.accel import WindowEncoder, autotune_fixed_shapes, to_device
 from musicrep.audio import BadAudioError, BadAudioPolicy
+from musicrep.interrupts import stop_if_interrupted
 from musicrep.layers import OUT
 from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
@@ -195,6 +196,7 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
         with torch.inference_mode():
             batches = iter(loader)
             while True:
+                stop_if_interrupted()
                 t0 = time.perf_counter()
                 try:
                     index, wave, error, decode_seconds = next(batches)

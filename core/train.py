@@ -29,6 +29,7 @@ from musicrep.distributed import barrier, init_from_env, is_main, world
 from musicrep.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from musicrep.errors import MusicrepError
 from musicrep.hashing import config_hash
+from musicrep.interrupts import stop_if_interrupted
 from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
@@ -218,6 +219,7 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     restore_autotune = autotune_fixed_shapes(device)  # the crops have one shape
     try:
         for step in range(start, settings.steps):
+            stop_if_interrupted()
             waves, targets = next(loader)
             waves = waves.to(device, non_blocking=True)
             targets = None if targets is None else targets.to(device)

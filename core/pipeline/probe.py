@@ -9,6 +9,7 @@ from typing import Any
 
 from musicrep import atomic
 from musicrep.hashing import config_hash
+from musicrep.interrupts import stop_if_interrupted
 from musicrep.layers import OUT
 from musicrep.pipeline.context import RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ComponentRef
@@ -39,6 +40,7 @@ def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> 
     seed = context.spec.models[model].seed
     for layer in context.spec.models[model].layers:
         for probe in context.spec.probes:
+            stop_if_interrupted()
             name = f"{model_label(context, model, layer)}/{task_name}/{probe.name}"
             entry = probe.name if layer == OUT else f"{layer}/{probe.name}"
             key = probe_key(made_from, probe, task, seed, layer)
