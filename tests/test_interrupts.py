@@ -40,12 +40,19 @@ class SwallowingTask(ToneTask):
 
 @pytest.fixture
 def handlers() -> Iterator[None]:
-    """musicrep's handlers for the test, the process's own back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    """musicrep's handlers for the test, as a fresh ``musicrep`` process has them (whatever an
+    earlier test did to this process's: an ignored or blocked SIGINT would never arrive); the
+    process's own back afterwards."""
+    signums = (signal.SIGINT, signal.SIGTERM)
+    saved = {s: signal.getsignal(s) for s in signums}
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, set(signums))
+    for s in signums:
+        signal.signal(s, signal.SIG_DFL)
     interrupts.install()
     yield
     for s, handler in saved.items():
         signal.signal(s, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     interrupts._received.clear()
 
 

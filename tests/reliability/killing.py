@@ -84,13 +84,23 @@ def run_dir(pipeline: Path) -> Path:
     return pipeline.parent / "runs" / pipeline.stem
 
 
+def as_from_a_shell() -> None:
+    """``preexec_fn``: the child starts with Ctrl-C and SIGTERM as a shell gives them (default
+    action, not blocked), whatever this test process has done with its own: an ignored or
+    blocked signal is inherited through fork and exec, and a run would then never see one."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def command(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "musicrep.cli", *map(str, args)]
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
     """A command to its end; stdout and stderr as text."""
-    return subprocess.run(command(*args), capture_output=True, text=True, env=ENV, timeout=300)
+    return subprocess.run(command(*args), capture_output=True, text=True, env=ENV, timeout=300,
+                          preexec_fn=as_from_a_shell)
 
 
 class Process:
@@ -99,7 +109,8 @@ class Process:
     def __init__(self, *args: str | Path, log: Path) -> None:
         self.log = log
         with open(log, "w") as out:
-            self.popen = subprocess.Popen(command(*args), stdout=out, stderr=subprocess.STDOUT, env=ENV)
+            self.popen = subprocess.Popen(command(*args), stdout=out, stderr=subprocess.STDOUT, env=ENV,
+                                          preexec_fn=as_from_a_shell)
 
     @property
     def pid(self) -> int:
