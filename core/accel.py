@@ -142,7 +142,7 @@ class WindowEncoder:
                  compile: bool = False, fixed_shapes: bool | None = None, layers: Sequence[str] = (OUT,)) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.encoder, self.device = encoder, device
+        self.device = device
         self.eager: Callable[[torch.Tensor], dict[str, torch.Tensor]] = partial(encode_layers, encoder,
                                                                                 names=tuple(layers))
         self.batch_size = batch_size if batch_size is not None or device.type == "cuda" else CPU_BATCH
