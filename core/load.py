@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from musicrep.accel import to_device
-from musicrep.checkpoint import read_checkpoint
+from musicrep.checkpoint import CheckpointError, read_checkpoint
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
-from musicrep.registry import Registry, default_registry, get_component
+from musicrep.registry import Registry, default_registry
 from musicrep.rundir import find_checkpoint, run_of_checkpoint
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -126,6 +126,24 @@ def run_embed_settings(checkpoint: Path) -> dict[str, Any]:
     return {key: getattr(embed, key) for key in EMBEDDER_KEYS}
 
 
+def rebuild_component(checkpoint: Path, kind: str, name: str, options: dict[str, Any]) -> Any:
+    """The ``kind`` named in ``checkpoint``'s description: a registered component only, and never
+    one that imports code by name (a checkpoint is someone else's file; only the user's own TOML
+    may ask for an import)."""
+    try:
+        info = default_registry().info(kind, name)
+        if info.imports_code:
+            raise CheckpointError(f"{checkpoint}: refused: its {kind} '{name}' imports Python code by name, "
+                                  "which only your own pipeline TOML may ask for")
+        if not all(isinstance(key, str) for key in options):
+            raise MusicrepError(f"the {kind} options are not a table of names")
+        return info.create(**options)
+    except CheckpointError:
+        raise
+    except MusicrepError as exc:  # e.g. the plugin that provided it is no longer installed
+        raise MusicrepError(f"{checkpoint}: cannot rebuild its {kind}: {exc}") from None
+
+
 def from_run(path: Path, overrides: dict[str, Any]) -> Embedder:
     checkpoint = find_checkpoint(path)
     state = read_checkpoint(checkpoint)
@@ -136,13 +154,12 @@ def from_run(path: Path, overrides: dict[str, Any]) -> Embedder:
     embed_options, encoder_options = split_overrides(overrides)
     parts = {}
     for kind, extra in (("frontend", {}), ("encoder", encoder_options)):
-        options = dict(description.get(kind) or {}) if isinstance(description, dict) else {}
-        if "type" not in options:
+        options = description.get(kind) if isinstance(description, dict) else None
+        options = dict(options) if isinstance(options, dict) else {}
+        name = options.pop("type", None)
+        if not isinstance(name, str):
             raise MusicrepError(f"{checkpoint}: the checkpoint does not say which {kind} it was trained with")
-        try:
-            parts[kind] = get_component(kind, options.pop("type"), **{**options, **extra})
-        except MusicrepError as exc:  # e.g. the plugin that provided it is no longer installed
-            raise MusicrepError(f"{checkpoint}: cannot rebuild its {kind}: {exc}") from None
+        parts[kind] = rebuild_component(checkpoint, kind, name, {**options, **extra})
     embedder = Embedder(parts["frontend"], parts["encoder"], **{**run_embed_settings(checkpoint), **embed_options})
     check_state_dict(checkpoint, embedder.state_dict(), state["embedder"], model="the model described")
     embedder.load_state_dict(state["embedder"])

@@ -4,6 +4,10 @@ Plugins come from the entry-point group ``musicrep.plugins`` (the built-ins too)
 ``Registry.register``. A plugin that fails to import, declares another hook-spec version, or
 whose hook raises or returns the wrong type is recorded in ``Registry.problems`` with its name
 and package, and the other plugins go on working.
+
+A factory that imports code by name (the ``hear`` encoder's ``module``) sets the class attribute
+``imports_code = True``: ``ComponentInfo.imports_code`` tells the readers of untrusted files
+(checkpoint descriptions) to refuse it, so that only the user's own TOML or code can ask for it.
 """
 from __future__ import annotations
 
@@ -49,6 +53,12 @@ class ComponentInfo:
     def config_class(self) -> type | None:
         """The options dataclass; None for the kinds configured otherwise (ready models)."""
         return getattr(self.factory, "Config", None) if self.kind not in hookspecs.UNCONFIGURED_KINDS else None
+
+    @property
+    def imports_code(self) -> bool:
+        """Whether building it imports a module its config names (then only the user's own TOML
+        or code may ask for it, never a file read from elsewhere)."""
+        return bool(getattr(self.factory, "imports_code", False))
 
     @property
     def summary(self) -> str:

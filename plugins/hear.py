@@ -12,6 +12,9 @@ encoder hands each window to the module's ``get_scene_embeddings``. Pair them::
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -48,10 +51,27 @@ class Waveform(nn.Module):
         return wave.float().unsqueeze(1)
 
 
-def import_hear_module(name: str) -> ModuleType:
-    """The HEAR module ``name``, checked to offer the three HEAR functions."""
+@contextmanager
+def _without_current_directory():
+    """``sys.path`` without the current directory (``''``, ``'.'`` or its absolute path) while a
+    module is imported by name: a run folder or download one works in must not supply the code."""
+    here = os.path.realpath(os.getcwd())
+    saved = list(sys.path)
+    sys.path[:] = [entry for entry in saved if entry not in ("", ".") and os.path.realpath(entry) != here]
     try:
-        module = importlib.import_module(name)
+        yield
+    finally:
+        sys.path[:] = saved + [entry for entry in sys.path if entry not in saved]  # keep what the import added
+
+
+def import_hear_module(name: str) -> ModuleType:
+    """The HEAR module ``name``, checked to offer the three HEAR functions.
+
+    Imported from the installed packages and ``PYTHONPATH``, never from the current directory.
+    """
+    try:
+        with _without_current_directory():
+            module = importlib.import_module(name)
     except Exception as exc:  # whatever a third-party import raises, report it against the key
         raise invalid("module", f"cannot import HEAR module '{name}': {type(exc).__name__}: {exc}") from None
     missing = [f for f in HEAR_FUNCTIONS if not callable(getattr(module, f, None))]
@@ -62,6 +82,10 @@ def import_hear_module(name: str) -> ModuleType:
 
 class HearEncoder(nn.Module):
     """A HEAR-API module's scene embedding of each window (raw audio: use the waveform front end)."""
+
+    #: it imports the Python module its config names: only the user's own pipeline TOML (or code)
+    #: may build it, never a description read from a checkpoint or run folder
+    imports_code = True
 
     @dataclass
     class Config:
