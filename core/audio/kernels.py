@@ -9,6 +9,8 @@ functions validate their arguments so that no bad input reaches compiled code.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -18,8 +20,23 @@ from musicrep.checks import positive_int
 
 SAMPLES = " (samples)"  # the unit positive_int's message names
 
+def numba_cache_dir() -> Path:
+    """Where numba keeps the compiled kernels: ``$NUMBA_CACHE_DIR`` if the user set it, else
+    ``$XDG_CACHE_HOME/musicrep/numba`` (``~/.cache/musicrep/numba``); never the installed package's
+    folders, which may be shared or read-only."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "musicrep" / "numba"
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))  # before numba reads its config
 try:
     import numba
+    import numba.core.config
+
+    if not numba.core.config.CACHE_DIR:  # numba was imported earlier, before the variable was set
+        numba.core.config.CACHE_DIR = str(numba_cache_dir())
 except ImportError:  # numba is a dependency; this keeps a broken install usable, if slower
     numba = None
 
