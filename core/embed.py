@@ -172,6 +172,14 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
     pending_windows = 0
     started = time.perf_counter()
 
+    def bad_track(item: Any, error: BadAudioError) -> None:
+        """A track that gives no embedding: fails the run, or is skipped, named and recorded (a
+        rerun does not try it again)."""
+        policy.handle(error)  # raises under on_bad_audio = "fail"
+        writer.skip(item.id, str(item.path or ""), error.reason)
+        summary.skipped += 1
+        summary.bad_files.append({"path": error.path, "reason": error.reason})
+
     def drain() -> None:
         nonlocal pending, pending_windows
         if not pending:
@@ -181,10 +189,16 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
         sizes = [len(w) for _, w, _ in pending]
         per_track = {layer: out.float().cpu().split(sizes) for layer, out in encode(windows).items()}
         t1 = time.perf_counter()
+        finite = [all(bool(per_track[layer][k].isfinite().all()) for layer in per_track) for k in range(len(pending))]
         writer.add_many([TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
                                         per_track[OUT][k].numpy(), offsets.numpy(),
                                         {layer: per_track[layer][k].numpy() for layer in writer.layers})
-                         for k, (item, _, offsets) in enumerate(pending)])  # parts end between batches
+                         for k, (item, _, offsets) in enumerate(pending) if finite[k]])  # parts end between batches
+        for k, (item, _, _) in enumerate(pending):
+            if not finite[k]:  # e.g. finite samples so large the model overflows: never stored, never probed
+                summary.tracks -= 1
+                bad_track(item, BadAudioError(item.path or item.id, "the model's embedding of it is not finite "
+                                                                    "(samples too large?)"))
         summary.encoder_seconds += t1 - t0
         summary.write_seconds += time.perf_counter() - t1
         summary.windows += len(windows)
@@ -207,13 +221,16 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
                 summary.decode_seconds += decode_seconds
                 bar.update(1)
                 if error is not None:
-                    policy.handle(error)  # raises under on_bad_audio = "fail"
-                    writer.skip(item.id, str(item.path or ""), error.reason)
-                    summary.skipped += 1
-                    summary.bad_files.append({"path": error.path, "reason": error.reason})
+                    bad_track(item, error)
                     continue
                 t0 = time.perf_counter()
-                windows, offsets = embedder.track_windows(wave.to(device, non_blocking=True))
+                try:
+                    windows, offsets = embedder.track_windows(wave.to(device, non_blocking=True))
+                except ValueError as exc:  # the front end's complaint about this wave (e.g. shorter than its FFT)
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    bad_track(item, BadAudioError(item.path or item.id, f"the model's front end cannot take it: "
+                                                                        f"{reason}"))
+                    continue
                 summary.frontend_seconds += time.perf_counter() - t0
                 pending.append((item, windows, offsets))
                 pending_windows += len(windows)

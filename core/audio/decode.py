@@ -19,6 +19,15 @@ from musicrep.audio.kernels import fit_length, mix_to_mono, pcm_to_mono
 from musicrep.errors import MusicrepError
 
 _INT_SUBTYPES = {"PCM_16": "int16", "PCM_24": "int32", "PCM_32": "int32"}
+#: the sample rates musicrep reads (Hz): a header outside them is no recording (a 1 Hz "WAV"
+#: resampled to 16 kHz would inflate 16 000-fold)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
+#: the most samples one decode may make: frames x channels read, and samples after resampling
+#: (2**30 float32 = 4 GiB; over 3 hours of 48 kHz stereo, 18 hours at 16 kHz). Checked against
+#: the header before decoding, as Pillow refuses a decompression bomb before it inflates it
+MAX_SAMPLES = 2**30
+#: frames decoded at a time: what a header claims is never allocated before the file gives it
+BLOCK_FRAMES = 1 << 20
 
 
 class BadAudioError(MusicrepError):
@@ -97,8 +106,43 @@ def info(path: str | Path) -> AudioInfo:
         raise _unreadable(p, exc) from None
     if meta.frames <= 0 or meta.samplerate <= 0 or meta.channels <= 0:
         raise BadAudioError(p, "empty: the file holds no audio frames")
+    _check_header_rate(p, meta.samplerate)
     return AudioInfo(duration=meta.frames / meta.samplerate, sample_rate=int(meta.samplerate),
                      channels=int(meta.channels), frames=int(meta.frames))
+
+
+def _check_header_rate(p: Path, rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise BadAudioError(p, f"its header says {rate} Hz; musicrep reads {MIN_SAMPLE_RATE} to "
+                               f"{MAX_SAMPLE_RATE} Hz")
+
+
+def _check_size(p: Path, frames: int, channels: int, rate: int, sample_rate: int) -> None:
+    """Refuse a decode of ``frames`` x ``channels`` at ``rate`` that would make more than
+    ``MAX_SAMPLES`` samples, before any is decoded."""
+    out = math.ceil(frames * sample_rate / rate)
+    if frames * channels > MAX_SAMPLES or out > MAX_SAMPLES:
+        raise BadAudioError(p, f"too large to decode: its header declares {frames} frames x {channels} channels at "
+                               f"{rate} Hz ({max(frames * channels, out)} samples at {sample_rate} Hz; musicrep "
+                               f"decodes at most {MAX_SAMPLES})")
+
+
+def _read_blocks(f: sf.SoundFile, count: int, dtype: str) -> np.ndarray:
+    """Up to ``count`` frames (-1: to the end) ``[frames, channels]``, decoded a block at a time, so
+    memory follows what the file really holds, never more than ``MAX_SAMPLES``."""
+    blocks, total = [], 0
+    while count < 0 or total < count:
+        want = BLOCK_FRAMES if count < 0 else min(BLOCK_FRAMES, count - total)
+        block = f.read(frames=want, dtype=dtype, always_2d=True)
+        if not len(block):
+            break
+        blocks.append(block)
+        total += len(block)
+        if total * f.channels > MAX_SAMPLES:
+            raise BadAudioError(f.name, f"too large to decode: more than {MAX_SAMPLES} samples")
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), dtype=dtype)
 
 
 def _check_rate(value: int, name: str) -> int:
@@ -139,15 +183,17 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
     try:
         with sf.SoundFile(str(p)) as f:
             rate, frames = f.samplerate, f.frames
+            _check_header_rate(p, rate)
             start = int(round(offset * rate))
             if start and frames > 0 and start >= frames:
                 raise BadAudioError(p, f"offset {offset:g} s is past the end of the audio "
                                        f"({frames / rate:.3f} s)")
             count = -1 if duration is None else max(1, int(round(duration * rate)))
+            _check_size(p, max(0, frames - start) if count < 0 else min(count, max(0, frames - start)), f.channels,
+                        rate, sample_rate)
             if start:
                 f.seek(start)
-            data = f.read(frames=count, dtype=_INT_SUBTYPES.get(f.subtype, "float32"),
-                          always_2d=True)
+            data = _read_blocks(f, count, _INT_SUBTYPES.get(f.subtype, "float32"))
             expected = frames - start if count < 0 else min(count, frames - start)
             # MPEG headers estimate their length: allow two frames (2 x 1152 samples) and 1 %
             slack = 2304 + expected // 100 if f.format == "MP3" else 0
@@ -163,7 +209,10 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
     wave = pcm_to_mono(data) if data.dtype.kind == "i" else mix_to_mono(data)
     if not np.isfinite(wave).all():
         raise BadAudioError(p, "holds NaN or infinite samples")
-    return resample(wave, rate, sample_rate)
+    wave = resample(wave, rate, sample_rate)
+    if wave.size == 0:
+        raise BadAudioError(p, f"too short: {len(data)} frames at {rate} Hz make no sample at {sample_rate} Hz")
+    return wave
 
 
 def seek_crops(path: str | Path, sample_rate: int, seconds: float, count: int, rng: np.random.Generator, *,
