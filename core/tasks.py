@@ -8,11 +8,13 @@ fold is the test set once, the others train).
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +29,9 @@ DEFAULT_METRICS: dict[str, list[str]] = {
     "regression": ["r2"],
 }
 KEY_METRICS: list[str] = ["key_weighted", "accuracy"]
+#: the most labels a task's vocabulary may hold: every track stores a vector of this length, and
+#: a probe fits one output per label (the largest public music vocabularies hold a few thousand)
+MAX_LABELS = 20_000
 
 
 class TaskDataError(MusicrepError):
@@ -89,11 +94,17 @@ class Task:
     def name(self) -> str:
         return type(self).__name__
 
+    @property
+    def source(self) -> str:
+        """What the items are read from, as messages name it: the task's file or folder where it
+        has one, else its name."""
+        return self.name
+
     def items(self, split: str | None = None) -> list[Item]:
         """Every item, or those of one split (an unknown split name is an error)."""
         if self._items is None:
             items = list(self.load_items())
-            check_items(items, self.kind, self.label_names, source=self.name)
+            check_items(items, self.kind, self.label_names, source=self.source)
             self._items = items
         if split is None:
             return list(self._items)
@@ -175,6 +186,7 @@ def check_items(items: Sequence[Item], kind: str, label_names: Sequence[str], *,
         raise ValueError(f"{source}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not items:
         raise TaskDataError(f"{source}: the task has no items")
+    check_vocabulary(label_names, source)
     vocabulary = set(label_names)
     seen: set[str] = set()
     for item in items:
@@ -192,6 +204,12 @@ def check_items(items: Sequence[Item], kind: str, label_names: Sequence[str], *,
         if unknown:
             raise TaskDataError(f"{source}: item {item.id!r} has label {unknown[0]!r}, not in the "
                                 "task's vocabulary")
+
+
+def check_vocabulary(label_names: Sequence[str], source: str) -> None:
+    """Refuse a vocabulary of more than ``MAX_LABELS`` labels before anything is sized by it."""
+    if len(label_names) > MAX_LABELS:
+        raise TaskDataError(f"{source}: {len(label_names)} labels; musicrep takes at most {MAX_LABELS}")
 
 
 def encode_targets(items: Sequence[Item], kind: str, label_names: Sequence[str]) -> np.ndarray:
@@ -212,8 +230,10 @@ def encode_target(kind: str, label_names: Sequence[str], labels: Iterable[object
     the vocabulary (one-hot for multiclass), or the regression values."""
     item = Item(id="", path=None, labels=list(labels))
     encoded = encode_targets([item], kind, label_names)[0]
-    if kind == "multiclass":
-        return np.eye(len(label_names), dtype=np.float32)[encoded]
+    if kind == "multiclass":  # one row of the identity, without building the identity
+        one_hot = np.zeros(len(label_names), dtype=np.float32)
+        one_hot[encoded] = 1.0
+        return one_hot
     return np.asarray(encoded, dtype=np.float32)
 
 
@@ -258,9 +278,44 @@ def vocabulary(items: Iterable[Item]) -> list[str]:
     return sorted({label for item in items for label in item.labels})
 
 
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of a task file, or a ``TaskDataError`` naming it (unreadable, not ``encoding``)."""
+    try:
+        return path.read_bytes().decode(encoding)  # line endings as they are (csv reads them itself)
+    except UnicodeDecodeError as exc:
+        raise TaskDataError(f"{path}: not {exc.encoding} text (byte {exc.start})") from None
+    except OSError as exc:
+        raise TaskDataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_json(path: Path) -> Any:
+    """A task file's JSON, or a ``TaskDataError`` naming it (not UTF-8, not JSON, nested too deeply)."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaskDataError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise TaskDataError(f"{path}: not readable JSON (nested too deeply)") from None
+
+
+def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8") -> tuple[list[str], list[tuple[int, dict]]]:
+    """A task CSV's header and its rows ``(line number, {column: value})``, or a
+    ``TaskDataError`` naming the file and line (not ``encoding``, a field over the csv module's
+    limit, a malformed quote). A row shorter than the header has ``""`` in its missing columns."""
+    text = read_text(path, encoding)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restval="")
+    try:
+        columns = [str(c) for c in reader.fieldnames or []]
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise TaskDataError(f"{path}, line {reader.line_num}: not readable CSV ({exc})") from None
+    return columns, rows
+
+
 def read_lines(path: Path) -> list[str]:
     """Non-empty, stripped lines of a small text file (split lists, singer lists)."""
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
 def as_mapping(value: object, path: Path, what: str) -> Mapping:

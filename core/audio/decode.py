@@ -35,10 +35,16 @@ class BadAudioError(MusicrepError):
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path, self.reason = str(path), reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{one_line(self.path)}: {one_line(reason)}")
 
     def __reduce__(self):  # crosses process boundaries from data-loader workers intact
         return (type(self), (self.path, self.reason))
+
+
+def one_line(text: str) -> str:
+    """``text`` as it is, or quoted with its control characters escaped when it holds any (a
+    file name from a manifest may hold a line break): a message stays one line."""
+    return repr(text) if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
 
 
 @dataclass(frozen=True)

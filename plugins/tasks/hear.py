@@ -1,16 +1,14 @@
 """HEAR task folders (hear-preprocess layout), scene tasks only."""
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from musicrep.config import path_field, positive
-from musicrep.tasks import (Item, Task, TaskDataError, as_mapping, require_dir,
-                            require_file)
+from musicrep.tasks import (Item, Task, TaskDataError, as_mapping, check_vocabulary, read_csv, read_json,
+                            require_dir, require_file)
 
 #: HEAR's evaluation names -> musicrep metric names
 _METRICS = {"top1_acc": "accuracy", "mAP": "pr_auc", "aucroc": "roc_auc", "mirex_key": "key_weighted"}
@@ -38,10 +36,7 @@ class HearTask(Task):
         self.root = require_dir(config.path, "a HEAR task folder (task_metadata.json, "
                                 "labelvocabulary.csv, {split}.json and {sample_rate}/{split}/ audio)")
         meta_path = require_file(self.root / "task_metadata.json", "the HEAR task metadata")
-        try:
-            meta = as_mapping(json.loads(meta_path.read_text(encoding="utf-8")), meta_path, "task metadata")
-        except json.JSONDecodeError as exc:
-            raise TaskDataError(f"{meta_path}: not valid JSON ({exc})") from None
+        meta = as_mapping(read_json(meta_path), meta_path, "task metadata")
         self.meta = dict(meta)
         self.task_name = str(meta.get("task_name", self.root.name))
         if meta.get("embedding_type", "scene") != "scene":
@@ -65,7 +60,10 @@ class HearTask(Task):
             raise TaskDataError(f"{self.root}: no {config.sample_rate}/ audio folder; present: "
                                 f"{', '.join(map(str, self.rates))}")
         self.sample_rate = config.sample_rate or self.rates[0]
-        named = [_METRICS[m] for m in meta.get("evaluation", []) if m in _METRICS]
+        evaluation = meta.get("evaluation", [])
+        if not isinstance(evaluation, list):
+            raise TaskDataError(f"{meta_path}: evaluation must be a list of metric names, got {evaluation!r}")
+        named = [_METRICS[m] for m in evaluation if isinstance(m, str) and m in _METRICS]
         if config.metrics or named:  # else the kind's defaults
             self.metrics = config.metrics or named
 
@@ -73,14 +71,22 @@ class HearTask(Task):
     def name(self) -> str:
         return f"hear:{self.task_name}"
 
+    @property
+    def source(self) -> str:
+        return str(self.root)
+
     def _split_names(self, meta: dict) -> list[str]:
         if self.split_mode == "trainvaltest":
             names = ["train", "valid", "test"]
         else:
             names = sorted(p.stem for p in self.root.glob("fold*.json"))
             nfolds = meta.get("nfolds")
-            if nfolds is not None and len(names) != int(nfolds):
-                expected = ", ".join(f"fold{i:02d}.json" for i in range(int(nfolds)))
+            if nfolds is not None and (isinstance(nfolds, bool) or not isinstance(nfolds, int)):
+                raise TaskDataError(f"{self.root / 'task_metadata.json'}: nfolds must be a whole number, got "
+                                    f"{nfolds!r}")
+            if nfolds is not None and len(names) != nfolds:
+                expected = ", ".join(f"fold{i:02d}.json" for i in range(min(nfolds, 100))) + (
+                    ", ..." if nfolds > 100 else "")
                 raise TaskDataError(f"{self.root}: task_metadata.json says nfolds={nfolds} but "
                                     f"{len(names)} fold files are present; expected {expected}")
             if not names:
@@ -92,24 +98,32 @@ class HearTask(Task):
 
     def _vocabulary(self) -> list[str]:
         path = require_file(self.root / "labelvocabulary.csv", "the label vocabulary (columns idx,label)")
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or "idx" not in rows[0] or "label" not in rows[0]:
+        columns, rows = read_csv(path)
+        if not rows or "idx" not in columns or "label" not in columns:
             raise TaskDataError(f"{path}: expected a CSV with columns idx,label")
-        return [str(r["label"]) for r in sorted(rows, key=lambda r: int(r["idx"]))]
+        check_vocabulary(rows, str(path))
+        indexed = []
+        for line, row in rows:
+            try:
+                indexed.append((int(row["idx"]), str(row["label"])))
+            except ValueError:
+                raise TaskDataError(f"{path}, line {line}: idx {row['idx']!r} is not a whole number") from None
+        labels = [label for _, label in sorted(indexed)]
+        if len(set(labels)) != len(labels):
+            raise TaskDataError(f"{path}: a label appears twice")
+        return labels
 
     def load_items(self) -> list[Item]:
         items = []
         for split in self.split_names:
             path = self.root / f"{split}.json"
-            try:
-                labels = as_mapping(json.loads(path.read_text(encoding="utf-8")), path, "split labels")
-            except json.JSONDecodeError as exc:
-                raise TaskDataError(f"{path}: not valid JSON ({exc})") from None
+            labels = as_mapping(read_json(path), path, "split labels")
             folder = self.root / str(self.sample_rate) / split
             for filename, values in labels.items():
                 if not isinstance(values, list):
                     raise TaskDataError(f"{path}: labels of {filename!r} must be a list, got {values!r}")
+                if filename in ("", ".", "..") or any(c in filename for c in "/\\") or any(ord(c) < 32 for c in filename):
+                    raise TaskDataError(f"{path}: {filename!r} is not a file name in {folder}")
                 items.append(Item(id=f"{split}/{filename}", path=str(folder / filename),
                                   labels=[str(v) for v in values], split=split))
         return items

@@ -1,7 +1,6 @@
 """A CSV (or TSV) manifest of audio files and their labels."""
 from __future__ import annotations
 
-import csv
 import difflib
 import math
 from dataclasses import dataclass
@@ -9,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from musicrep.config import invalid, items, matches, non_negative, path_field, positive
-from musicrep.tasks import (STANDARD_SPLITS, Item, Task, TaskDataError, require_file, split_by_ratio,
+from musicrep.tasks import (STANDARD_SPLITS, Item, Task, TaskDataError, read_csv, require_file, split_by_ratio,
                             vocabulary)
 
 
@@ -60,15 +59,16 @@ class CsvTask(Task):
     def name(self) -> str:
         return f"csv:{self.file.name}"
 
+    @property
+    def source(self) -> str:
+        return str(self.file)
+
     def _read(self) -> list[tuple[int, dict]]:
         delimiter = "\t" if self.file.suffix.lower() in (".tsv", ".tab") else ","
-        with self.file.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f, delimiter=delimiter)
-            columns = reader.fieldnames or []
-            for column in [self.config.path_column, *self.config.label_columns]:
-                if column not in columns:
-                    raise TaskDataError(f"{self.file}: no column {column!r}; columns: {', '.join(columns)}")
-            rows = [(n, row) for n, row in enumerate(reader, start=2)]
+        columns, rows = read_csv(self.file, delimiter=delimiter, encoding="utf-8-sig")
+        for column in [self.config.path_column, *self.config.label_columns]:
+            if column not in columns:
+                raise TaskDataError(f"{self.file}: no column {column!r}; columns: {', '.join(map(repr, columns))}")
         if not rows:
             raise TaskDataError(f"{self.file}: the manifest has no rows")
         self._has_split = self.config.split_column in columns
@@ -79,6 +79,8 @@ class CsvTask(Task):
         rel = (row.get(c.path_column) or "").strip()
         if not rel:
             raise TaskDataError(f"{self.file}, line {line}: empty {c.path_column!r}")
+        if "\0" in rel:
+            raise TaskDataError(f"{self.file}, line {line}: {c.path_column!r} {rel!r} holds a NUL byte")
         values = [(row.get(col) or "").strip() for col in c.label_columns]
         if c.prediction_type == "regression":
             try:
