@@ -40,7 +40,7 @@ def check_archive(path: Path) -> None:
     try:
         size = path.stat().st_size
         if not zipfile.is_zipfile(path):
-            raise CheckpointError(f"{path}: not a torch checkpoint (musicrep reads the zip format torch.save "
+            raise CheckpointError(f"{path}: not a readable checkpoint (not the zip format torch.save "
                                   "writes)")
         with zipfile.ZipFile(path) as archive:
             inflated = sum(entry.file_size for entry in archive.infolist())

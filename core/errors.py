@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 
+def one_line(text: object) -> str:
+    """``text`` as it is, or quoted with its escapes (``repr``) when it holds a character that is
+    not printable (a line break, a terminal control): a name read from a file keeps a message one line."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
 class MusicrepError(Exception):
     """Base of every error that is the user's to fix (bad config, bad input, missing file)."""
 
@@ -26,9 +33,9 @@ class ConfigError(MusicrepError, ValueError):
         if self.file:
             where.append(str(self.file))
         if self.section:
-            where.append(f"[{self.section}]")
+            where.append(f"[{one_line(self.section)}]")
         if self.key:
-            where.append(f"key '{self.key}'")
+            where.append(f"key '{one_line(self.key)}'")
         return (" ".join(where) + ": " if where else "") + self.message
 
 

@@ -71,7 +71,8 @@ class ComponentInfo:
         return build_config(self.config_class, values, file=file, section=section, base_dir=base_dir)
 
     def create(self, config: Any = None, **values: Any) -> Any:
-        """An instance from a ready config object, or from keyword values (validated)."""
+        """An instance from a ready config object, or from keyword values (validated). A module
+        too large for this machine is refused before its weights are allocated."""
         if self.config_class is None:
             raise ComponentError(f"{self.kind} '{self.name}' is not built from a config; "
                                  f"use musicrep.load_model('{self.name}')")
@@ -79,7 +80,46 @@ class ComponentInfo:
             config = self.build_config(values, section=f"{self.kind}.{self.name}")
         elif values:
             raise TypeError("pass either a config object or keyword values, not both")
+        if self.kind in SIZED_KINDS and not self.imports_code:
+            check_size(self, config)
         return self.factory(config)
+
+
+#: the kinds whose modules hold weights: each is first built on torch's meta device (no memory)
+#: and its tensors counted, so that a config asking for an absurd size fails in one line
+SIZED_KINDS = ("frontend", "encoder", "objective")
+
+
+def memory_limit() -> int:
+    """Bytes this process may allocate at most: the machine's memory, or the address-space
+    limit (``ulimit -v``) where that is lower."""
+    import os
+    import resource
+
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return min(limit, soft) if soft != resource.RLIM_INFINITY else limit
+
+
+def check_size(info: "ComponentInfo", config: Any) -> None:
+    """Refuse a component whose weights and buffers would take more than half of ``memory_limit()``
+    (before training doubles it). Counted on the meta device; a factory that cannot be built
+    there is not counted (it is built for real, as before)."""
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            module = info.factory(config)
+        tensors = [*module.parameters(), *module.buffers()] if isinstance(module, torch.nn.Module) else []
+        size = sum(t.numel() * t.element_size() for t in tensors)
+    except Exception:  # noqa: BLE001 - e.g. a factory computing on its tensors at init: not countable here
+        return
+    allowed = memory_limit() // 2
+    if size > allowed:
+        count = sum(t.numel() for t in tensors)
+        raise ComponentError(f"{info.kind} '{info.name}' would hold {count:,} parameters and buffers "
+                             f"({size / 2**30:.1f} GiB), more than half of the {allowed * 2 / 2**30:.1f} GiB "
+                             "this process may use; make it smaller")
 
 
 def _package_of(plugin: object) -> str:

@@ -16,7 +16,7 @@ import soundfile as sf
 import soxr
 
 from musicrep.audio.kernels import fit_length, mix_to_mono, pcm_to_mono
-from musicrep.errors import MusicrepError
+from musicrep.errors import MusicrepError, one_line
 
 _INT_SUBTYPES = {"PCM_16": "int16", "PCM_24": "int32", "PCM_32": "int32"}
 #: the sample rates musicrep reads (Hz): a header outside them is no recording (a 1 Hz "WAV"
@@ -39,12 +39,6 @@ class BadAudioError(MusicrepError):
 
     def __reduce__(self):  # crosses process boundaries from data-loader workers intact
         return (type(self), (self.path, self.reason))
-
-
-def one_line(text: str) -> str:
-    """``text`` as it is, or quoted with its control characters escaped when it holds any (a
-    file name from a manifest may hold a line break): a message stays one line."""
-    return repr(text) if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and the key.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,16 @@ class ComponentRef:
         return {"type": self.name, **config}
 
 
+#: the most worker processes a TOML may start (``num_workers``): four per core this process may use, at
+#: least 8; more only queue behind each other and take memory (a TOML asking for 1000 took the machine)
+MAX_WORKERS = max(8, 4 * len(os.sched_getaffinity(0)))
+
+
+def worker_count(default: int | None) -> Any:
+    """A ``num_workers`` key: processes, 0 to ``MAX_WORKERS``."""
+    return interval(0, MAX_WORKERS, default, what=f"in [0, {MAX_WORKERS}] (at most 4 per core of this machine)")
+
+
 @dataclass
 class RunSection:
     name: str = matches(NAME_PATTERN, f"a name ({NAME_RULE}): it names the run's folder", "run")
@@ -64,7 +75,7 @@ class PretrainSection:
     grad_clip: float = non_negative(1.0)
     clip_seconds: float = positive(3.0)
     checkpoint_every: int = positive(100)
-    num_workers: int = non_negative(0)
+    num_workers: int = worker_count(0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
@@ -87,7 +98,7 @@ class EmbedSection:
     windowing: Literal["start", "centered"] = "start"
     on_bad_audio: Literal["skip", "fail"] = "skip"
     checkpoint_every: int = positive(128)  # tracks per atomic part file: the most a kill can lose
-    num_workers: int | None = non_negative(None)  # decode processes; None: one per core (embed.default_workers)
+    num_workers: int | None = worker_count(None)  # decode processes; None: one per core (embed.default_workers)
     dtype: Literal["float32", "float16"] = "float32"  # of the stored window embeddings
     compile: bool = False  # the encoder through torch.compile (musicrep.accel.WindowEncoder)
     #: the encoder layers to store and probe, each pooled over time ("out": the embedding); a
@@ -342,6 +353,8 @@ def load_pipeline(path: str | Path, registry: Registry | None = None) -> Pipelin
         raise ConfigError("no such file", file=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}); a TOML file is UTF-8", file=str(path)) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -43,7 +43,7 @@ def check_one_line(error: BaseException, names: tuple[str | Path, ...]) -> None:
     if not isinstance(error, MusicrepError):
         raise Escaped("".join(traceback.format_exception(error))) from None
     message = str(error)
-    if "\n" in message or "\r" in message:
+    if len(message.splitlines()) > 1:
         raise Escaped(f"a message of several lines: {message!r}")
     if names and not any(str(name) in message for name in names):
         raise Escaped(f"the message names none of {[str(n) for n in names]}: {message!r}")
