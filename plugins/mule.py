@@ -117,9 +117,11 @@ def read_mule_files(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
                 raise MusicrepError(f"{needed}: missing; a MULE weights folder holds model.safetensors "
                                     "and config.json")
         try:
-            config = json.loads(config_file.read_text())
+            config = json.loads(config_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise MusicrepError(f"{config_file}: not readable JSON ({exc})") from None
+        except RecursionError:
+            raise MusicrepError(f"{config_file}: not readable JSON (nested too deeply)") from None
         if not isinstance(config, dict):
             raise MusicrepError(f"{config_file}: expected a JSON object of MULE settings")
         problem = config_mismatch(config)

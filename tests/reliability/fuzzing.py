@@ -112,3 +112,9 @@ json_values = st.recursive(
 def nested(depth: int, open_: str = "[", close: str = "]") -> str:
     """Text of ``depth`` nested JSON arrays (or objects, with ``'{"a":'`` and ``'}'``)."""
     return open_ * depth + close * depth
+
+
+#: JSON nested deeper than Python's parser recurses (arrays or objects), as bytes
+deeply_nested_json = st.builds(lambda depth, kind: nested(depth, *kind).encode(),
+                               st.sampled_from([900, 2000, 10_000, 100_000]) | st.integers(500, 200_000),
+                               st.sampled_from([("[", "]"), ('{"a":', "}")]))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import FUZZ, bytes_or_mutation, json_values, nested, returns_or_one_line
+from fuzzing import FUZZ, bytes_or_mutation, check_one_line, deeply_nested_json, json_values, nested, returns_or_one_line
 from musicrep import get_component
 from musicrep.tasks import MAX_LABELS, TaskDataError, encode_target
 
@@ -54,8 +54,7 @@ def read_task(task_type: str, path: Path, **options) -> None:
 def hostile_json() -> st.SearchStrategy[bytes]:
     return st.one_of(
         json_values.map(lambda v: json.dumps(v).encode()),
-        st.integers(100, 100_000).map(lambda d: nested(d).encode()),
-        st.integers(100, 100_000).map(lambda d: nested(d, '{"a":', "}").encode()),
+        deeply_nested_json,
         st.binary(max_size=256),
         st.text(max_size=64).map(lambda t: t.encode("utf-16")))
 
@@ -120,3 +119,16 @@ def test_a_split_file_naming_a_path_outside_its_folder_is_refused(tmp_path: Path
     build(tmp_path, files)
     with pytest.raises(TaskDataError, match=f"{tmp_path / 'train.json'}: '../../../etc/passwd' is not a file name"):
         read_task("hear", tmp_path)
+
+
+@pytest.mark.parametrize("target", ["task_metadata.json", "train.json"])
+@pytest.mark.parametrize("content", [nested(100_000), nested(100_000, '{"a":', "}"), "\udcff"])
+def test_deeply_nested_or_undecodable_task_json_is_one_line(tmp_path: Path, target: str, content: str) -> None:
+    """The cases a small fuzz budget may miss: JSON nested deeper than Python's parser recurses, and
+    bytes that are not UTF-8."""
+    files = dict(hear_files(False))
+    files[target] = content.encode("utf-8", "surrogateescape")
+    build(tmp_path, files)
+    with pytest.raises(TaskDataError) as caught:
+        read_task("hear", tmp_path)
+    check_one_line(caught.value, (tmp_path / target,))
