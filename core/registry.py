@@ -12,6 +12,7 @@ A factory that imports code by name (the ``hear`` encoder's ``module``) sets the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import inspect
 import threading
@@ -101,6 +102,25 @@ def memory_limit() -> int:
     return min(limit, soft) if soft != resource.RLIM_INFINITY else limit
 
 
+@functools.cache
+def _skip_in_place_on_meta() -> type:
+    """A torch-function mode under which in-place ops on meta tensors (the weight initialisers:
+    ``normal_``, ``uniform_``, ...) return their tensor as it is: on the meta device they change
+    nothing, and torch's first ``normal_`` there costs seconds of setup."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class SkipInPlaceOnMeta(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if (name.endswith("_") and not name.endswith("__") and args and isinstance(args[0], torch.Tensor)
+                    and args[0].is_meta):
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    return SkipInPlaceOnMeta
+
+
 def check_size(info: "ComponentInfo", config: Any) -> None:
     """Refuse a component whose weights and buffers would take more than half of ``memory_limit()``
     (before training doubles it). Counted on the meta device; a factory that cannot be built
@@ -108,7 +128,7 @@ def check_size(info: "ComponentInfo", config: Any) -> None:
     import torch
 
     try:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), _skip_in_place_on_meta()():
             module = info.factory(config)
         tensors = [*module.parameters(), *module.buffers()] if isinstance(module, torch.nn.Module) else []
         size = sum(t.numel() * t.element_size() for t in tensors)
