@@ -299,15 +299,21 @@ def read_json(path: Path) -> Any:
         raise TaskDataError(f"{path}: not readable JSON (nested too deeply)") from None
 
 
-def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8") -> tuple[list[str], list[tuple[int, dict]]]:
+def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8",
+             max_rows: int | None = None) -> tuple[list[str], list[tuple[int, dict]]]:
     """A task CSV's header and its rows ``(line number, {column: value})``, or a
     ``TaskDataError`` naming the file and line (not ``encoding``, a field over the csv module's
-    limit, a malformed quote). A row shorter than the header has ``""`` in its missing columns."""
+    limit, a malformed quote, more than ``max_rows`` rows). A row shorter than the header has
+    ``""`` in its missing columns."""
     text = read_text(path, encoding)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restval="")
     try:
         columns = [str(c) for c in reader.fieldnames or []]
-        rows = [(reader.line_num, row) for row in reader]
+        rows = []
+        for row in reader:
+            rows.append((reader.line_num, row))
+            if max_rows is not None and len(rows) > max_rows:
+                raise TaskDataError(f"{path}: more than {max_rows} rows; musicrep takes at most {max_rows} here")
     except csv.Error as exc:
         raise TaskDataError(f"{path}, line {reader.line_num}: not readable CSV ({exc})") from None
     return columns, rows

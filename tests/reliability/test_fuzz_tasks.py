@@ -101,8 +101,13 @@ def test_a_vocabulary_beyond_the_bound_is_refused_by_name(tmp_path: Path) -> Non
     n = MAX_LABELS + int(np.random.default_rng().integers(1, 1000))
     files["labelvocabulary.csv"] = ("idx,label\n" + "".join(f"{i},l{i}\n" for i in range(n))).encode()
     build(tmp_path, files)
-    with pytest.raises(TaskDataError, match=f"{tmp_path / 'labelvocabulary.csv'}: {n} labels; musicrep takes at most"):
+    with pytest.raises(TaskDataError, match=f"{tmp_path / 'labelvocabulary.csv'}: more than {MAX_LABELS} rows"):
         read_task("hear", tmp_path)
+    files = dict(hear_files(False))  # a vocabulary built from the items (a manifest's) is bounded too
+    rows = [(f"a{i}.wav", f"l{i}", "train") for i in range(n)]
+    (tmp_path / "m.csv").write_bytes(manifest_text(rows))
+    with pytest.raises(TaskDataError, match=f"{tmp_path / 'm.csv'}: {n} labels; musicrep takes at most {MAX_LABELS}"):
+        read_task("csv", tmp_path / "m.csv")
 
 
 def test_a_one_hot_target_is_one_row_not_an_identity(monkeypatch: pytest.MonkeyPatch) -> None:
