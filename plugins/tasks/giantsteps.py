@@ -7,7 +7,8 @@ from pathlib import Path
 
 from musicrep.config import interval, path_field
 from musicrep.keys import KEY_NAMES, normalize_key
-from musicrep.tasks import KEY_METRICS, Item, Task, TaskDataError, require_dir, require_file, split_by_ratio
+from musicrep.tasks import (KEY_METRICS, Item, Task, TaskDataError, read_text, require_dir, require_file,
+                            split_by_ratio)
 
 
 class GiantStepsKeyTask(Task):
@@ -55,7 +56,7 @@ class GiantStepsKeyTask(Task):
         items = []
         for path in sorted(self.key_dir.glob("*.LOFI.key")):
             track = path.name.split(".")[0]
-            text = path.read_text(encoding="utf-8").strip()
+            text = read_text(path).strip()
             try:
                 key = normalize_key(text)
             except ValueError:

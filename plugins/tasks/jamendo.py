@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from musicrep.config import interval, path_field
-from musicrep.tasks import Item, Task, TaskDataError, require_dir
+from musicrep.tasks import Item, Task, TaskDataError, read_text, require_dir
 
 _SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
 
@@ -74,7 +74,7 @@ class JamendoTask(Task):
 
 def _read(path: Path, split: str) -> list[tuple[str, str, list[str], str]]:
     """Rows TRACK_ID, ARTIST_ID, ALBUM_ID, PATH, DURATION, TAG, TAG, ... (tags tab-separated)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     if not lines or not lines[0].startswith("TRACK_ID"):
         raise TaskDataError(f"{path}: expected a header TRACK_ID, ARTIST_ID, ALBUM_ID, PATH, DURATION, TAGS")
     out = []

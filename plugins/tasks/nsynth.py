@@ -1,12 +1,11 @@
 """NSynth single notes: pitch or instrument family, on the official train/valid/test sets."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
 from musicrep.config import interval, path_field, positive
-from musicrep.tasks import (Item, Task, TaskDataError, as_mapping, require_dir,
+from musicrep.tasks import (Item, Task, TaskDataError, as_mapping, read_json, require_dir,
                             require_file, stable_fraction)
 
 _SPLIT_DIRS = {"train": "nsynth-train", "valid": "nsynth-valid", "test": "nsynth-test"}
@@ -53,10 +52,7 @@ class NSynthTask(Task):
         c = self.config
         items = []
         for split, path in self.examples.items():
-            try:
-                notes = as_mapping(json.loads(path.read_text(encoding="utf-8")), path, "NSynth examples")
-            except json.JSONDecodeError as exc:
-                raise TaskDataError(f"{path}: not valid JSON ({exc})") from None
+            notes = as_mapping(read_json(path), path, "NSynth examples")
             chosen = []
             for note, meta in notes.items():
                 try:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from musicrep.config import interval, items, path_field, positive
-from musicrep.tasks import Item, Task, TaskDataError, require_dir, split_by_ratio
+from musicrep.tasks import Item, Task, TaskDataError, read_text, require_dir, split_by_ratio
 
 #: The ten techniques of Wilkins et al. (2018), as VocalSet names their folders.
 TECHNIQUES = ("belt", "breathy", "inhaled", "lip_trill", "spoken", "straight", "trill", "trillo",
@@ -74,7 +74,7 @@ class VocalSetTask(Task):
         for folder in (self.root, self.audio_root, self.root.parent):
             path = folder / _TEST_LIST
             if path.is_file():
-                singers = set(_SINGER.findall(path.read_text(encoding="utf-8")))
+                singers = set(_SINGER.findall(read_text(path)))
                 if not singers:
                     raise TaskDataError(f"{path}: no singer names (f1, m3, ...) in it")
                 return singers
