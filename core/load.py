@@ -122,7 +122,12 @@ def run_embed_settings(checkpoint: Path) -> dict[str, Any]:
     run = run_of_checkpoint(checkpoint)
     if run is None or not run.is_run():
         return {}
-    embed = build_config(EmbedSection, run.saved_embed_settings(), file=str(run.pipeline), section="embed")
+    try:
+        saved = run.saved_embed_settings()
+    except UnicodeDecodeError as exc:
+        raise MusicrepError(f"{run.pipeline}: cannot read the run's settings (not UTF-8 text, byte "
+                            f"{exc.start})") from None
+    embed = build_config(EmbedSection, saved, file=str(run.pipeline), section="embed")
     return {key: getattr(embed, key) for key in EMBEDDER_KEYS}
 
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from musicrep.errors import MusicrepError
 
 #: examples per fuzz test; the soak raises it
-EXAMPLES = int(os.environ.get("MUSICREP_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("MUSICREP_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])

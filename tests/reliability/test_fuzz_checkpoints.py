@@ -56,6 +56,20 @@ def test_load_model_on_a_damaged_run_returns_or_names_the_file(data: bytes, targ
         returns_or_one_line(lambda: musicrep.load_model(path.parents[2] if target == "run" else path), path)
 
 
+RUN_TOML = b'[run]\nname = "r"\n\n[embed]\nwindow = 0.5\nhop = 0.25\npooling = "mean+std"\n'
+
+
+@scaled(2)
+@given(toml=st.one_of(mutated(RUN_TOML), st.binary(max_size=256)))
+def test_load_model_on_a_run_with_a_damaged_pipeline_returns_or_names_it(toml: bytes) -> None:
+    """The run's own ``pipeline.toml`` is read for its windowing: it is someone else's file too."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = written(Path(tmp), valid_checkpoint())
+        run = path.parents[2]
+        (run / "pipeline.toml").write_bytes(toml)
+        returns_or_one_line(lambda: musicrep.load_model(run), run / "pipeline.toml", path)
+
+
 def test_the_valid_checkpoint_still_loads(tmp_path: Path) -> None:
     model = musicrep.load_model(written(tmp_path, valid_checkpoint()).parents[2])
     assert model.dim == 4
