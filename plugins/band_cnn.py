@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from musicrep.config import interval, items, positive
+from musicrep.config import interval, items
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.layers import Activation, collect_layers
-from musicrep.plugins.encoders import ConvStack, block_names
+from musicrep.plugins.encoders import MAX_DIM, ConvStack, block_names, channel_list, check_stages
 
 
 class BandCNN(nn.Module):
@@ -26,12 +26,15 @@ class BandCNN(nn.Module):
 
     @dataclass
     class Config:
-        channels: list[int] = items(positive(), [16, 32, 64, 128])
-        freq_pool: list[int] = items(positive(), [2, 2, 2, 1], length="channels")  # per stage, along frequency
-        time_pool: list[int] = items(positive(), [2, 2, 2, 2], length="channels")  # per stage, along time
-        bands: int = positive(16)  # frequency bands the last map is averaged to, each kept into the head
-        dim: int = positive(128)
+        channels: list[int] = channel_list([16, 32, 64, 128])
+        freq_pool: list[int] = items(interval(1, 64), [2, 2, 2, 1], length="channels")  # per stage, along frequency
+        time_pool: list[int] = items(interval(1, 64), [2, 2, 2, 2], length="channels")  # per stage, along time
+        bands: int = interval(1, 1024, 16)  # frequency bands the last map is averaged to, each kept into the head
+        dim: int = interval(1, MAX_DIM, 128)
         dropout: float = interval(0, 1, 0.0, high_open=True)
+
+        def __post_init__(self) -> None:
+            check_stages(self.channels)
 
     def __init__(self, config: Config) -> None:
         super().__init__()

@@ -8,10 +8,26 @@ from typing import Literal
 import torch
 from torch import nn
 
-from musicrep.config import interval, items, non_negative, nyquist, positive
+from musicrep.config import interval, invalid, items, non_negative, nyquist, positive
 from musicrep.ops.reference.filterbank import band_edges
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.layers import Activation, collect_layers
+
+
+#: sane ranges for the CNN configs, checked with the TOML (a size beyond the machine is refused
+#: anyway when the module is counted on the meta device; these keep even the counting quick):
+#: stages (each halves the map, so a few suffice), channels per stage and embedding width
+MAX_STAGES, MAX_CHANNELS, MAX_DIM = 16, 8192, 65536
+
+
+def channel_list(default: list[int]) -> list[int]:
+    """A ``channels`` key: 1 to ``MAX_CHANNELS`` per stage (at most ``MAX_STAGES`` stages: ``check_stages``)."""
+    return items(interval(1, MAX_CHANNELS), default, what="channel count")
+
+
+def check_stages(channels: Sequence[int]) -> None:
+    if len(channels) > MAX_STAGES:
+        raise invalid("channels", f"{len(channels)} stages; at most {MAX_STAGES}")
 
 
 def run_stages(body: nn.Sequential, ends: list[int], x: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -57,9 +73,12 @@ class FCN(nn.Module):
 
     @dataclass
     class Config:
-        channels: list[int] = items(positive(), [16, 32, 64, 128])
-        dim: int = positive(128)
+        channels: list[int] = channel_list([16, 32, 64, 128])
+        dim: int = interval(1, MAX_DIM, 128)
         dropout: float = interval(0, 1, 0.0, high_open=True)
+
+        def __post_init__(self) -> None:
+            check_stages(self.channels)
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -101,9 +120,12 @@ class ResNet(nn.Module):
 
     @dataclass
     class Config:
-        channels: list[int] = items(positive(), [32, 64, 128, 256])
-        blocks: list[int] = items(positive(), [2, 2, 2, 2], length="channels")  # one per stage
-        dim: int = positive(256)
+        channels: list[int] = channel_list([32, 64, 128, 256])
+        blocks: list[int] = items(interval(1, 64), [2, 2, 2, 2], length="channels")  # one per stage
+        dim: int = interval(1, MAX_DIM, 256)
+
+        def __post_init__(self) -> None:
+            check_stages(self.channels)
 
     def __init__(self, config: Config) -> None:
         super().__init__()

@@ -281,7 +281,7 @@ class SFNFNet(nn.Module):
         preset: Literal["f0", "s0", "tiny"] = "f0"
         # channel multiplier; None: the preset's (1.25 at f0's depths is 97M parameters)
         width: Optional[float] = interval(0, 1.25, None, low_open=True)
-        depths: Optional[list[int]] = items(positive(), None, length=4)  # blocks per stage; None: the preset's
+        depths: Optional[list[int]] = items(interval(1, 64), None, length=4)  # blocks per stage; None: the preset's
         alpha: float = interval(0, 1, 0.2, low_open=True)
         activation: Literal["gelu", "relu"] = "gelu"
         standardize: bool = True                 # per-slice mean/std normalisation, as MULE

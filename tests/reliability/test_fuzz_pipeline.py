@@ -156,9 +156,15 @@ def test_a_worker_count_beyond_the_machine_is_refused(tmp_path: Path, section: s
     refused(tmp_path, document, "num_workers", str(workers))
 
 
-def test_an_absurd_encoder_size_is_refused_before_allocation(tmp_path: Path) -> None:
+def test_an_encoder_too_large_for_the_memory_is_refused_before_allocation(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within every range, yet larger than the memory allowed (here made small, so that a build
+    that is not refused would still fit this machine)."""
+    import musicrep.registry
+
+    width = int(np.random.default_rng().integers(256, 512))  # two stages: ~9 x width^2 weights, > 2 MiB
+    monkeypatch.setattr(musicrep.registry, "memory_limit", lambda: 2 * 2**20)  # half: 1 MiB allowed
     document = json.loads(json.dumps(VALID))
-    width = int(np.random.default_rng().integers(10**6, 10**7))
     document["models"]["small"]["encoder"] = {"type": "fcn", "channels": [width, width], "dim": 4}
     refused(tmp_path, document, "models.small", "parameters")
 
@@ -180,3 +186,15 @@ def test_load_of_a_file_that_is_no_model_is_one_line_and_leaves_nothing(tmp_path
         musicrep.load_model(path)
     check_one_line(caught.value, (path,))
     assert "checkpoint" in line
+
+
+@pytest.mark.parametrize("encoder", [
+    {"type": "fcn", "channels": [1] * 17, "dim": 4},
+    {"type": "fcn", "channels": [2], "dim": 10**9},
+    {"type": "band-cnn", "channels": [2], "freq_pool": [1], "time_pool": [1], "bands": 10**6},
+    {"type": "resnet", "channels": [4], "blocks": [10**5]},
+])
+def test_config_ranges_refuse_absurd_shapes_before_building(tmp_path: Path, encoder: dict[str, Any]) -> None:
+    document = json.loads(json.dumps(VALID))
+    document["models"]["small"]["encoder"] = encoder
+    refused(tmp_path, document, "models.small.encoder")

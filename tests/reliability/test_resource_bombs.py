@@ -7,7 +7,7 @@ musicrep error line naming its file (or its key), never a MemoryError, a traceba
 - a checkpoint whose zip entry inflates to 1 GiB from ~1 MB (deflated zeros);
 - a HEAR vocabulary of 10^6 labels (``np.eye(n)`` per track was a 3.6 TiB request);
 - ``[embed] num_workers = 1000`` (872 processes and 9 GB before);
-- an encoder of 10^13 parameters (the config check passed it, the allocation failed);
+- an encoder of 10^10 parameters within every range of its config (40 GB of weights);
 - ``musicrep.load_model`` of an audio file.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ CHILD = textwrap.dedent('''
     bomb("audio", lambda: musicrep.audio.load(root / "1hz.wav", 16000))
     bomb("checkpoint", lambda: musicrep.checkpoint.read_checkpoint(root / "bomb.pt"))
     bomb("vocabulary", hear_task)
-    bomb("encoder", lambda: musicrep.get_component("encoder", "fcn", channels=[10**6, 10**6], dim=8))
+    bomb("encoder", lambda: musicrep.get_component("encoder", "fcn", channels=[8192] * 16, dim=8))
     bomb("load_model", lambda: musicrep.load_model(root / "1hz.wav"))
     bomb("workers", lambda: cli_run(root / "workers.toml"))
 ''')
