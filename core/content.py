@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 CHUNK = 1 << 20  # bytes read at a time while hashing
 SCHEMA_VERSION = 1
-SCHEMA = ("CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+SCHEMA = ("CREATE TABLE files (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
           "ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, hashed_ns INTEGER NOT NULL, "
           "digest TEXT NOT NULL, check_sum INTEGER NOT NULL) WITHOUT ROWID")
 # a file modified this soon after it was hashed may keep the same mtime (coarse timestamps: FAT and
@@ -143,9 +143,9 @@ class ContentIndex:
             return self._create(":memory:")
         try:
             return self._open_existing() if self.path.exists() else self._create(self.path)
-        except sqlite3.OperationalError as exc:  # locked past the timeout, unreadable folder
-            raise MusicrepError(f"{self.path}: cannot open the content index: {_line(exc)}") from None
-        except (sqlite3.DatabaseError, _Damaged) as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError, _Damaged) as exc:  # a message of damaged bytes
+            if _environmental(exc):
+                raise MusicrepError(f"{self.path}: cannot open the content index: {_line(exc)}") from None
             return self._discard(exc)
 
     def _create(self, where: str | Path) -> sqlite3.Connection:
@@ -159,6 +159,7 @@ class ContentIndex:
 
     def _connect(self, where: str | Path) -> sqlite3.Connection:
         db = sqlite3.connect(where, timeout=LOCK_TIMEOUT, isolation_level=None, check_same_thread=False)
+        db.text_factory = bytes  # decoded here, where damage is caught (a path need not be UTF-8)
         db.execute("PRAGMA trusted_schema = OFF")  # the file is data: no functions from its schema
         db.execute("PRAGMA cache_size = -8192")  # 8 MiB of pages, whatever the catalog's size
         return db
@@ -171,7 +172,7 @@ class ContentIndex:
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
-            if version != SCHEMA_VERSION or tables != [("table", "files", SCHEMA)]:
+            if version != SCHEMA_VERSION or tables != [(b"table", b"files", SCHEMA.encode())]:
                 raise _Damaged(f"not a musicrep content index (schema version {version}, {len(tables)} objects)")
         except BaseException:
             db.close()
@@ -199,9 +200,9 @@ class ContentIndex:
         failure (a full disk, a lock held past the timeout) is one line naming the file."""
         try:
             return action(self._db)
-        except sqlite3.OperationalError as exc:
-            raise MusicrepError(f"{self.path or 'content index'}: {_line(exc)}") from None
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            if _environmental(exc):
+                raise MusicrepError(f"{self.path or 'content index'}: {_line(exc)}") from None
             try:
                 self._db.close()
             except sqlite3.Error:
@@ -215,15 +216,17 @@ class ContentIndex:
         row = self._buffer.get(key)
         if row is None:
             rows = self._run(lambda db: db.execute(
-                "SELECT * FROM files WHERE path = ?", (key,)).fetchall(), [])
+                "SELECT * FROM files WHERE path = ?", (os.fsencode(key),)).fetchall(), [])
             if not rows:
                 return None
             row = rows[0]
         _, size, mtime_ns, ctime_ns, inode, hashed_ns, digest, check = row
-        try:
+        try:  # a damaged file can hold any type in any column
             stored = Signature(int(size), int(mtime_ns), int(ctime_ns), int(inode))
-            valid = check == _row_check(key, stored, int(hashed_ns), str(digest))
-        except (TypeError, ValueError):
+            hashed_ns = int(hashed_ns)
+            digest = digest.decode("ascii") if isinstance(digest, bytes) else digest
+            valid = check == _row_check(key, stored, hashed_ns, digest)
+        except (TypeError, ValueError, OverflowError, AttributeError):
             valid = False
         if not valid:
             if not self._warned_row:
@@ -231,7 +234,7 @@ class ContentIndex:
                             self.path, key)
                 self._warned_row = True
             return None
-        if stored != signature or mtime_ns > hashed_ns - RACY_NS:
+        if stored != signature or stored.mtime_ns > hashed_ns - RACY_NS:
             return None
         return str(digest)
 
@@ -244,7 +247,8 @@ class ContentIndex:
             return cached
         hashed_ns = time.time_ns()
         digest, signature = hash_file(key)
-        self._buffer[key] = (key, *signature, hashed_ns, digest, _row_check(key, signature, hashed_ns, digest))
+        self._buffer[key] = (os.fsencode(key), *signature, hashed_ns, digest,
+                             _row_check(key, signature, hashed_ns, digest))
         self.rehashed.append(key)
         if len(self._buffer) >= COMMIT_EVERY:
             self._write()
@@ -303,6 +307,17 @@ class ContentIndex:
 
 class _Damaged(Exception):
     """An index file that opened but is not ours (another schema, another version)."""
+
+
+# SQLite's primary result codes that say something about the machine, not the file: permission,
+# busy, locked, out of memory, read-only, I/O error, full, cannot open. Any other failure (corrupt,
+# not a database, unsupported format, a missing table) is damage.
+ENVIRONMENTAL_CODES = frozenset({3, 5, 6, 7, 8, 10, 13, 14})
+
+
+def _environmental(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in ENVIRONMENTAL_CODES
 
 
 def _line(exc: BaseException) -> str:

@@ -118,6 +118,15 @@ def test_a_file_written_just_before_it_was_hashed_is_read_again(tmp_path: Path, 
     assert reads == [str(fresh)] * 2
 
 
+def test_file_names_that_are_not_utf8_are_indexed(tmp_path: Path, rng) -> None:
+    path = write(tmp_path / os.fsdecode(b"clip-\xff\xfe.wav"), rng.bytes(100))
+    index = ContentIndex(tmp_path / "index.db")
+    assert index.digest(path) == sha256(path)
+    index.close()
+    index = ContentIndex(tmp_path / "index.db")
+    assert index.digest(path) == sha256(path) and index.rehashed == []
+
+
 def test_keys_are_absolute_paths_without_resolving_links(tmp_path: Path, rng, monkeypatch) -> None:
     target = write(tmp_path / "a.wav", rng.bytes(10))
     (tmp_path / "link.wav").symlink_to(target)
@@ -196,7 +205,7 @@ def test_a_damaged_row_is_hashed_again_not_trusted(tmp_path: Path, rng, caplog) 
     index.close()
     victim = str(files[int(rng.integers(4))])
     with sqlite3.connect(path) as db:  # a flipped digest, its signature intact
-        db.execute("UPDATE files SET digest = ? WHERE path = ?", ("0" * 64, victim))
+        assert db.execute("UPDATE files SET digest = ? WHERE path = ?", ("0" * 64, os.fsencode(victim))).rowcount == 1
     with caplog.at_level(logging.WARNING, logger="musicrep.content"):
         index = ContentIndex(path)
         assert index.digests(files) == [sha256(f) for f in files]
