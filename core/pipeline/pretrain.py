@@ -19,7 +19,7 @@ from musicrep.tasks import encode_target
 from musicrep.checkpoint import save_checkpoint
 from musicrep.train import Source, TrainSettings, load_checkpoint, train, training_key
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+from musicrep.catalog import AUDIO_SUFFIXES, walk_audio
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,20 @@ class FileItem:
 
 
 class AudioFolder:
-    """Unlabelled audio files under a folder (recursively), for contrastive pre-training."""
+    """Unlabelled audio files under a folder (recursively), for contrastive pre-training.
+
+    Walked by ``musicrep.catalog.walk_audio``: bounded, no link cycles, no ``/proc``, and a
+    root of ``/`` refused in one line before any work."""
 
     kind = None
     label_names: list[str] = []
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        files = list(walk_audio(root))
         if not files:
             raise MusicrepError(f"{root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
-        self._items = [FileItem(str(p.relative_to(root)), str(p)) for p in files]
+        self._items = [FileItem(str(Path(path).relative_to(root)), path) for path in files]
 
     def items(self, split: str | None = None) -> list[FileItem]:
         return list(self._items)
