@@ -45,6 +45,16 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: how much larger than its weights files a config's model may be before it is refused (bytes
 #: per weight byte): a config.json that asks for a huge model must not allocate it
 SIZE_SLACK, SIZE_FLOOR = 1.5, 1 << 20
+#: bounds that keep a hostile settings file from making transformers allocate or loop without
+#: end before anything is checked: the files' size, any list's length, the number of layers (the
+#: model is first built on the meta device, where only its module count costs), any other integer
+#: of config.json (some models allocate a vector of ``hidden_size`` on the CPU whatever the
+#: device; the largest sizes of public audio models, vocabularies included, are below 2**17), and
+#: the feature extractor settings that size its arrays (a mel filter bank is n_fft / 2 x bands)
+MAX_SETTINGS_BYTES, MAX_LIST, MAX_LAYERS, MAX_CONFIG_INT = 1 << 20, 256, 512, 1 << 17
+EXTRACTOR_BOUNDS = {"feature_size": 1024, "num_mel_bins": 1024, "n_fft": 1 << 15, "win_length": 1 << 15,
+                    "hop_length": 1 << 15, "chunk_length": 3600, "max_length": 1 << 20, "n_samples": 3600 * 384000,
+                    "nb_max_frames": 1 << 20}
 
 
 def require_transformers() -> Any:
@@ -82,6 +92,9 @@ def read_json_object(file: Path) -> dict[str, Any]:
     if not file.is_file():
         raise MusicrepError(f"{file}: missing; a Hugging Face model folder holds config.json, "
                             "preprocessor_config.json and the weights (model.safetensors)")
+    if file.stat().st_size > MAX_SETTINGS_BYTES:
+        raise MusicrepError(f"{file}: {file.stat().st_size} bytes, too large for a settings file (at most "
+                            f"{MAX_SETTINGS_BYTES})")
     try:
         value = json.loads(file.read_text())
     except (OSError, ValueError, RecursionError) as exc:
@@ -89,6 +102,29 @@ def read_json_object(file: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise MusicrepError(f"{file}: expected a JSON object of settings, got {type(value).__name__}")
     return value
+
+
+def check_bounds(file: Path, settings: dict[str, Any], bounds: dict[str, int], default: int | None = None) -> None:
+    """Refuse sizes no audio model has before transformers builds anything from them."""
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for inner, item in value.items():
+                walk(item, str(inner))
+        elif isinstance(value, list):
+            if len(value) > MAX_LIST:
+                raise MusicrepError(f"{file}: '{key}' lists {len(value)} values, more than any audio model "
+                                    f"has (at most {MAX_LIST})")
+            for item in value:
+                walk(item, key)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            bound = bounds.get(key, MAX_LAYERS if "layers" in key else None)
+            if bound is not None and not 0 <= value <= bound:
+                raise MusicrepError(f"{file}: '{key}' is {value}, beyond any audio model (0 to {bound})")
+            if bound is None and default is not None and isinstance(value, int) and abs(value) > default:
+                raise MusicrepError(f"{file}: '{key}' is {value}, beyond any audio model (at most {default} "
+                                    "in size)")
+
+    walk(settings, "")
 
 
 def first_line(exc: BaseException) -> str:
@@ -140,6 +176,8 @@ def read_folder(folder: Path, *, trust_remote_code: bool = False,
                             "preprocessor_config.json, model.safetensors)")
     config_file, extractor_file = folder / "config.json", folder / "preprocessor_config.json"
     settings = {config_file: read_json_object(config_file), extractor_file: read_json_object(extractor_file)}
+    check_bounds(config_file, settings[config_file], {}, MAX_CONFIG_INT)
+    check_bounds(extractor_file, settings[extractor_file], EXTRACTOR_BOUNDS)
     refuse_remote_code(settings, trust_remote_code)
     weights = weight_files(folder, allow_pickle)
     trust = {"trust_remote_code": trust_remote_code, "local_files_only": True}
@@ -151,7 +189,7 @@ def read_folder(folder: Path, *, trust_remote_code: bool = False,
         except Exception as exc:  # whatever a bad config makes transformers (or remote code) raise
             raise MusicrepError(f"{config_file}: not a model configuration transformers can build "
                                 f"({type(exc).__name__}: {first_line(exc)})") from None
-        needed = sum(p.numel() * p.element_size() for p in skeleton.parameters())
+        needed = sum(t.numel() * t.element_size() for t in (*skeleton.parameters(), *skeleton.buffers()))
         held = sum(f.stat().st_size for f in weights)
         if needed > SIZE_SLACK * held + SIZE_FLOOR:
             raise MusicrepError(f"{config_file}: describes a model of {needed} bytes of parameters, but its weights "
@@ -177,6 +215,10 @@ def read_folder(folder: Path, *, trust_remote_code: bool = False,
             raise MusicrepError(f"{weights[0]}: tensor '{keys[0]}' {what} for the model config.json describes")
     if getattr(model.config, "is_encoder_decoder", False):  # Whisper: its encoder reads the audio
         model = model.get_encoder()
+    for key in ("hidden_size", "num_hidden_layers"):
+        value = getattr(model.config, key, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise MusicrepError(f"{config_file}: '{key}' must be a positive integer, got {value!r}")
     return model.eval(), extractor
 
 
