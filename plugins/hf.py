@@ -112,16 +112,16 @@ def check_bounds(file: Path, settings: dict[str, Any], bounds: dict[str, int], d
                 walk(item, str(inner))
         elif isinstance(value, list):
             if len(value) > MAX_LIST:
-                raise MusicrepError(f"{file}: '{key}' lists {len(value)} values, more than any audio model "
+                raise MusicrepError(f"{file}: {key!r} lists {len(value)} values, more than any audio model "
                                     f"has (at most {MAX_LIST})")
             for item in value:
                 walk(item, key)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             bound = bounds.get(key, MAX_LAYERS if "layers" in key else None)
             if bound is not None and not 0 <= value <= bound:
-                raise MusicrepError(f"{file}: '{key}' is {value}, beyond any audio model (0 to {bound})")
+                raise MusicrepError(f"{file}: {key!r} is {value}, beyond any audio model (0 to {bound})")
             if bound is None and default is not None and isinstance(value, int) and abs(value) > default:
-                raise MusicrepError(f"{file}: '{key}' is {value}, beyond any audio model (at most {default} "
+                raise MusicrepError(f"{file}: {key!r} is {value}, beyond any audio model (at most {default} "
                                     "in size)")
 
     walk(settings, "")
@@ -152,7 +152,7 @@ def refuse_remote_code(files: dict[Path, dict[str, Any]], trust_remote_code: boo
     """A settings file with ``auto_map`` makes transformers import the folder's own .py files."""
     for file, settings in files.items():
         if "auto_map" in settings and not trust_remote_code:
-            modules = sorted({str(v).split(".")[0] + ".py" for v in flatten(settings["auto_map"])})
+            modules = sorted({repr(str(v).split(".")[0])[1:-1] + ".py" for v in flatten(settings["auto_map"])})
             raise MusicrepError(f"{file}: the model needs code from its folder ({', '.join(modules) or 'auto_map'}), "
                                 "refused; set trust_remote_code = true in your own TOML's [models.x] table "
                                 "(trust_remote_code=True in Python) only if you trust that code")
@@ -212,7 +212,7 @@ def read_folder(folder: Path, *, trust_remote_code: bool = False,
         keys = sorted(map(str, info.get(problem) or ()))
         if keys:
             what = "is missing" if problem == "missing_keys" else "has the wrong shape"
-            raise MusicrepError(f"{weights[0]}: tensor '{keys[0]}' {what} for the model config.json describes")
+            raise MusicrepError(f"{weights[0]}: tensor {keys[0]!r} {what} for the model config.json describes")
     if getattr(model.config, "is_encoder_decoder", False):  # Whisper: its encoder reads the audio
         model = model.get_encoder()
     for key in ("hidden_size", "num_hidden_layers"):
