@@ -284,3 +284,8 @@ def test_the_toml_keys_go_with_load_only(tmp_path: Path) -> None:
     toml.write_text('[tasks.t]\ntype = "synth"\n\n[models.m]\nload = "hf:."\nallow_pickle = 1\n')
     with pytest.raises(MusicrepError, match=r"allow_pickle.*expected true or false, got 1"):
         load_pipeline(toml)
+    toml.write_text('[tasks.t]\ntype = "synth"\n\n[models.m]\nload = "hf:."\nweights = "."\n')
+    with pytest.raises(MusicrepError, match=r"'hf:\.' names its weights after the colon; drop the weights key"):
+        load_pipeline(toml)
+    with pytest.raises(ValueError, match=r"names its weights after the colon"):
+        musicrep.load_model(f"hf:{tmp_path}", weights=tmp_path)
