@@ -18,6 +18,7 @@ import socket
 import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
@@ -484,12 +485,13 @@ def run_rules(rules: dict[str, Rule]) -> list[Verdict]:
 def check_component(kind: str, name: str, options: dict[str, Any] | None = None,
                     registry: Registry | None = None) -> list[Verdict]:
     """Every rule of ``kind``'s contract, run on the component ``name`` built with ``options``
-    (a ready model: ``name`` as ``musicrep.load_model`` takes it, e.g. ``"hf:PATH"``)."""
+    (a ready model: ``name`` as ``musicrep.load_model`` takes it, e.g. ``"hf:PATH"`` or a run folder;
+    it is loaded from the process's registry, ``musicrep.load_model``'s)."""
     registry = registry or default_registry()
     options = dict(options or {})
-    if kind == "model":
+    if kind == "model":  # a ready model as load_model names it: NAME, NAME:PATH, or a musicrep run
         prefix = name.partition(":")[0]
-        info = registry.info("model", prefix)
+        info = registry.info("model", prefix) if not Path(name).exists() else None
     else:
         info = registry.info(kind, name)
     attempts: list[str] = []

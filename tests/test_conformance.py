@@ -207,3 +207,22 @@ def test_a_component_needing_options_says_so() -> None:
     assert passed(verdicts)
     contract = next(v for v in verdicts if v.rule == "contract")
     assert contract.outcome == "skip" and "--set" in contract.detail
+
+
+def test_a_musicrep_run_is_checked_as_a_ready_model(tmp_path: Path) -> None:
+    """``musicrep check model RUN/models/<m>``: what load_model reads, through the same rules."""
+    import musicrep
+    from musicrep.model import Embedder
+
+    frontend = musicrep.get_component("frontend", "mel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    encoder = musicrep.get_component("encoder", "fcn", channels=[4, 8], dim=8)
+    embedder = Embedder(frontend, encoder, window=0.5, hop=0.5)
+    description = {"frontend": {"type": "mel", **vars(frontend.config)}, "encoder": {"type": "fcn", **vars(encoder.config)}}
+    folder = tmp_path / "models" / "m"
+    folder.mkdir(parents=True)
+    torch.save({"key": "k", "embedder": embedder.state_dict(), "description": description, "summary": {}},
+               folder / "final.pt")
+    (tmp_path / "pipeline.toml").write_text("[embed]\nwindow = 0.5\nhop = 0.5\n")
+    verdicts = check_component("model", str(folder), registry=Registry())
+    assert passed(verdicts), "\n".join(map(str, verdicts))
+    assert outcomes(verdicts)["layer names"] == "pass" and outcomes(verdicts)["output shape"] == "pass"
