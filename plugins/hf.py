@@ -286,7 +286,7 @@ def switch(overrides: dict[str, Any], key: str) -> bool:
 
 
 def hf(weights: Path | None, overrides: dict[str, Any]) -> Embedder:
-    """A Hugging Face audio model from a local folder (``hf:PATH``), every hidden state a layer."""
+    """A Hugging Face audio model from a local folder (hf:PATH), every hidden state a layer."""
     if weights is None:
         raise MusicrepError("the hf model reads a Hugging Face folder: name it as 'hf:PATH' "
                             "(musicrep.load_model('hf:PATH'), or load = \"hf:PATH\" in a TOML)")
