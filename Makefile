@@ -15,7 +15,7 @@ $(VENV)/.musicrep-installed: setup.py pyproject.toml CMakeLists.txt $(NATIVE_SOU
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q "$(TORCH_SPEC)" numpy  # numpy first: torch warns while building without it
-	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,hf]"
 	touch $@
 
 demo: setup

@@ -95,13 +95,15 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10",
                  "mule-torch==0.2.0"],
+        # Hugging Face audio models from a local folder (musicrep.plugins.hf); transformers asks no torch of its own
+        "hf": ["transformers>=4.40"],
     },
     entry_points={
         "console_scripts": ["musicrep = musicrep.cli:main"],
         "musicrep.plugins": [
             f"{group} = musicrep.plugins.{group}"
             for group in ("frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging",
-                          "sfnfnet", "hear", "mule", "band_cnn")
+                          "sfnfnet", "hear", "mule", "band_cnn", "hf")
         ],
     },
     zip_safe=False,

@@ -205,7 +205,39 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print and write the table of a run's finished probes")
     report.add_argument("run_dir", help="a run directory made by `musicrep run`")
     report.set_defaults(handler=_cmd_report)
+    check = sub.add_parser("check", help="run a component through its kind's contract, one line per rule; "
+                                         "exit status 1 when a rule fails")
+    check.add_argument("kind", help="frontend, encoder, augmentation, objective, task, probe or model")
+    check.add_argument("name", help="the component's name (a model: as load_model takes it, e.g. hf:PATH)")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                       help="an option, VALUE in TOML syntax (e.g. --set preset='\"tiny\"'); repeatable")
+    check.set_defaults(handler=_cmd_check)
     return parser
+
+
+def _check_options(pairs: Sequence[str]) -> dict:
+    """``KEY=VALUE`` pairs, each VALUE read as a TOML value (a bare word as a string)."""
+    import tomllib
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MusicrepError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from musicrep.conformance import check_component, passed
+
+    verdicts = check_component(args.kind, args.name, _check_options(args.options))
+    for verdict in verdicts:
+        print(verdict, flush=True)
+    return 0 if passed(verdicts) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

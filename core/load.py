@@ -174,7 +174,8 @@ def from_run(path: Path, overrides: dict[str, Any]) -> Embedder:
 def load_model(name_or_checkpoint: str | Path, *, weights: str | Path | None = None, precision: str = "fp32",
                **overrides: Any) -> ReadyModel:
     """A ready model: one a plugin offers by name (e.g. ``"mule"``: random init, or ``weights`` = a
-    MULE checkpoint), or a musicrep run or checkpoint.
+    MULE checkpoint; ``"NAME:PATH"`` is ``NAME`` with ``weights=PATH``, e.g. ``"hf:DIR"``, a Hugging
+    Face folder), or a musicrep run or checkpoint.
 
     ``overrides``: ``window``, ``hop`` (seconds), ``pooling``, ``windowing`` set the windowing;
     any other key is an encoder option (e.g. ``std_floor=0.01``), checked like a TOML key.
@@ -182,6 +183,11 @@ def load_model(name_or_checkpoint: str | Path, *, weights: str | Path | None = N
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     key, named = str(name_or_checkpoint), ready_models()
+    prefix, _, path = key.partition(":")
+    if key not in named and prefix in named and path:  # "NAME:PATH" is NAME with weights=PATH (e.g. "hf:DIR")
+        if weights is not None:
+            raise ValueError(f"'{key}' names its weights after the colon; drop weights=")
+        key, weights = prefix, path
     if key in named:
         embedder = named[key].factory(None if weights is None else Path(weights), overrides)
     else:

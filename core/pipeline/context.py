@@ -62,5 +62,5 @@ def build_model(context: RunContext, model: ModelSpec) -> Embedder:
     if model.load is not None:
         from musicrep.load import load_model
 
-        return load_model(model.load, weights=model.weights, **windowing).embedder
+        return load_model(model.load, weights=model.weights, **windowing, **model.load_switches).embedder
     return Embedder(model.frontend.create(context.registry), model.encoder.create(context.registry), **windowing)

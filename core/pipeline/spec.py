@@ -130,6 +130,9 @@ class ModelSpec:
     encoder: ComponentRef | None = None
     load: str | None = None
     weights: str | None = None
+    #: the user's own switches for what ``load`` reads (``trust_remote_code``, ``allow_pickle``),
+    #: passed to ``musicrep.load_model``; only ever from the user's TOML
+    load_switches: dict[str, bool] = field(default_factory=dict)
     pretrain: PretrainSection | None = None
     objective: ComponentRef | None = None
     augmentations: list[ComponentRef] = field(default_factory=list)
@@ -175,7 +178,9 @@ class PipelineSpec:
 
 
 TOP_LEVEL = ("run", "tasks", "models", "embed", "probe")
-MODEL_KEYS = ("frontend", "encoder", "pretrain", "load", "weights", "layers")
+#: ``[models.x]`` switches for what ``load`` reads, off unless the user's own TOML sets them
+LOAD_SWITCHES = ("trust_remote_code", "allow_pickle")
+MODEL_KEYS = ("frontend", "encoder", "pretrain", "load", "weights", "layers", *LOAD_SWITCHES)
 PROBE_KEYS = ("probes",)
 
 
@@ -243,6 +248,9 @@ class _Parser:
             if "weights" in table:
                 raise self.error("weights go with load = a named model; a frontend + encoder model starts at "
                                  "random initialisation", section, "weights")
+            for key in LOAD_SWITCHES:
+                if key in table:
+                    raise self.error(f"{key} goes with load = a ready model (e.g. \"hf:PATH\")", section, key)
             spec = ModelSpec(name, self.component("frontend", table["frontend"], f"{section}.frontend"),
                              self.component("encoder", table["encoder"], f"{section}.encoder"))
         if "pretrain" in table:
@@ -277,6 +285,18 @@ class _Parser:
         if weights is not None and not isinstance(weights, str):
             raise self.error(f"expected a path, got {weights!r}", section, "weights")
         base = self.path.parent
+        switches = {key: table[key] for key in LOAD_SWITCHES if key in table}
+        for key, value in switches.items():
+            if not isinstance(value, bool):
+                raise self.error(f"expected true or false, got {value!r}", section, key)
+        prefix, _, path = load.partition(":")
+        if load not in self.registry.components("model") and prefix in self.registry.components("model") and path:
+            if weights is not None:  # "NAME:PATH" is NAME with its weights at PATH (e.g. "hf:DIR")
+                raise self.error(f"'{load}' names its weights after the colon; drop the weights key", section,
+                                 "weights")
+            if not (base / path).exists():
+                raise self.error(f"no such file or folder: {base / path}", section, "load")
+            return ModelSpec(name, load=f"{prefix}:{base / path}", load_switches=switches)
         if load not in self.registry.components("model"):
             load = str(base / load)
             if not Path(load).exists():
@@ -289,7 +309,7 @@ class _Parser:
             weights = str(base / weights)
             if not Path(weights).exists():
                 raise self.error(f"no such file or folder: {weights}", section, "weights")
-        return ModelSpec(name, load=load, weights=weights)
+        return ModelSpec(name, load=load, weights=weights, load_switches=switches)
 
     def default_probes(self) -> list[str]:
         """The probes a pipeline that names none runs: those their plugins mark ``default``."""
