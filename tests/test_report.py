@@ -38,7 +38,7 @@ def test_best_is_marked_only_when_its_interval_is_clear(tmp_path: Path) -> None:
     assert marks_of(tmp_path) == {"a": CLEAR, "b": "", "c": ""}
     header, body = table(collect(tmp_path))
     assert header == ["task", "probe", "metric", "a", "b", "c"]
-    assert body[0][3] == f"{best:.3f} ±0.010 {CLEAR}"
+    assert body[0][3] == f"{best:.3f} [{best - 0.01:.3f}, {best + 0.01:.3f}] {CLEAR}"
 
 
 def test_overlapping_intervals_mark_a_tie(tmp_path: Path) -> None:
@@ -63,10 +63,12 @@ def test_results_without_intervals_still_render(tmp_path: Path) -> None:
     assert old["low"] is None and old["mark"] == UNJUDGED
     header, body = table(rows)
     assert body[0][header.index("old")] == f"0.800 {UNJUDGED}"
-    assert body[0][header.index("new")] == "0.700 ±0.050"
+    assert body[0][header.index("new")] == "0.700 [0.650, 0.750]"
     write_report(tmp_path)
     csv_text = (tmp_path / "results.csv").read_text()
-    assert csv_text.splitlines()[0] == "model,task,probe,split,metric,value,low,high,mark,primary,seeds,spread,layer"
+    assert csv_text.splitlines()[0] == ("model,task,probe,split,metric,value,low,high,interval_method,mark,primary,"
+                                        "seeds,spread,layer,judged,versus,paired_test,difference,p_value,"
+                                        "difference_low,difference_high")
     assert (tmp_path / "plots" / "t-linear.png").stat().st_size > 0
 
 
@@ -85,10 +87,11 @@ def test_report_holds_what_a_reader_needs(tmp_path: Path) -> None:
     assert "100 / 20 / 50" in report                      # split sizes
     assert "0.9100" in report and "0.9000" in report      # valid and test scores
     assert "| c=1 " in report                             # the chosen settings
-    assert "`/data/x.wav`: empty file (0 bytes)" in report
+    assert "- /data/x.wav: empty file (0 bytes)" in report
     assert "seed = 7" in report                           # the run's settings
     for link in ("plots/t-linear.png", "plots/loss-a.png"):
         assert f"({link})" in report and (tmp_path / link).stat().st_size > 0
+        assert (tmp_path / link).with_suffix(".pdf").read_bytes().startswith(b"%PDF")  # vector, for a paper
     assert f"40 steps; loss {losses[0]:.4f} at the first step, {losses[-1]:.4f} at the last" in report
 
 
@@ -98,7 +101,8 @@ def test_value_axis_separates_close_values() -> None:
     low, high = value_axis([a - 0.01, a + 0.02], [a + 0.01, a + 0.05])
     assert 0 < low < a - 0.01 and high > a + 0.05
     assert (0.04) / (high - low) > 0.3  # the 0.04 between the bars fills a visible share of the axis
-    assert value_axis([0.005], [0.03])[0] == 0.0  # a non-negative metric gets no negative axis
+    assert value_axis([0.001], [0.03], (0.0, 1.0))[0] == 0.0  # a metric in [0, 1] gets no negative axis
+    assert value_axis([0.9], [1.0], (0.0, 1.0))[1] == 1.0  # ...and none past 1
 
 
 @pytest.mark.parametrize("n_classes", [12, 24])

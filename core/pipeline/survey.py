@@ -1,6 +1,7 @@
 """What the tasks hold, said before any work: items, classes and split sizes per task, and the
 warnings a reader of the results would want first (a test split too small to tell models
-apart, clips shorter than the embed window, listed audio files that do not exist).
+apart, a valid split too small to choose a probe's settings on, clips shorter than the embed
+window, listed audio files that do not exist).
 
 Everything here is cheap: counts come from the task's items, durations from the items'
 segments or a header read (``soundfile.info``) of at most ``DURATION_CHECKS`` files per task,
@@ -16,6 +17,10 @@ from musicrep.tasks import STANDARD_SPLITS, Item, TaskDataError
 
 #: a test split under this many items gives intervals too wide to separate most models
 SMALL_TEST = 50
+#: a valid split under this many items chooses among a probe's settings by a few items' noise
+SMALL_VALID = 50
+#: the share of train a task without a valid split gives up to one (``musicrep.probing.split_valid``)
+CARVED_VALID = 0.15
 #: files per task whose header is read for their duration (evenly spaced over the items)
 DURATION_CHECKS = 200
 #: missing files named in a message (all are counted)
@@ -47,6 +52,25 @@ def small_tests(name: str, task: Any) -> list[str]:
     tests = sizes if task.split_mode == "kfold" else {s: n for s, n in sizes.items() if s == "test"}
     return [f"task {name}: test split {split!r} has {n} items (under {SMALL_TEST}): one item moves its accuracy "
             f"by {100 / n:.1f} points, so its intervals are wide" for split, n in tests.items() if 0 < n < SMALL_TEST]
+
+
+def small_valids(name: str, task: Any) -> list[str]:
+    """A warning when the split a probe chooses its settings on has under ``SMALL_VALID`` items:
+    the task's valid split, or the 15 % of train carved when it has none. (A k-fold task's
+    valid split is a fold: ``small_tests`` already warns of each.)"""
+    if task.split_mode == "kfold":
+        return []
+    sizes = split_sizes(task)
+    if "valid" in sizes:
+        n, what = sizes["valid"], "valid split 'valid'"
+    elif sizes.get("train"):
+        n, what = max(1, int(round(sizes["train"] * CARVED_VALID))), "valid split (15% carved from train)"
+    else:
+        return []
+    if not 0 < n < SMALL_VALID:
+        return []
+    return [f"task {name}: {what} has {n} items (under {SMALL_VALID}): the probes choose their settings on it, "
+            f"and one item moves its accuracy by {100 / n:.1f} points, so the choice is close to noise"]
 
 
 def clip_seconds(item: Item) -> float | None:
@@ -106,7 +130,7 @@ def warnings(tasks: dict[str, Any], window: float, on_bad_audio: str) -> list[st
     """Every warning about the tasks, one line each."""
     lines = []
     for name, task in tasks.items():
-        lines += small_tests(name, task) + short_clips(name, task, window)
+        lines += small_tests(name, task) + small_valids(name, task) + short_clips(name, task, window)
         missing = missing_files(task) if on_bad_audio == "skip" else []
         if missing:
             lines.append(f"task {name}: {len(missing)} listed audio file(s) do not exist and will be skipped as "
