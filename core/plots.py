@@ -36,9 +36,9 @@ PALETTE = ("#0067A5", "#F38400", "#008856", "#BE0032", "#875692", "#882D17", "#E
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 #: how each split is drawn in the PCA: test stands out (what is scored), train stays behind
 SPLIT_STYLES = {
-    "train": {"alpha": 0.35, "s": 10, "filled": False},
-    "valid": {"alpha": 0.6, "s": 14, "filled": False},
-    "test": {"alpha": 0.9, "s": 20, "filled": True},
+    "train": {"alpha": 0.4, "s": 12, "filled": False, "marker": "o"},
+    "valid": {"alpha": 0.6, "s": 14, "filled": False, "marker": "s"},
+    "test": {"alpha": 0.9, "s": 20, "filled": True, "marker": "o"},
 }
 #: metrics that lie in [0, 1]: their axis never runs past 1
 BOUNDED = frozenset({"accuracy", "roc_auc", "pr_auc", "key_weighted"})
@@ -150,9 +150,10 @@ def _dot_chart(selected: list[dict[str, Any]], task: str, probe: str, mark_notes
     if any(r["low"] is not None for r in selected):
         notes.append("whiskers: 95% intervals (see the report's legend)")
     notes += [f"{m} {mark_notes[m]}" for m in sorted({r["mark"] for r in selected} & set(mark_notes))]
-    ax.set_title(f"{for_plot(task)} ({for_plot(probe)})", loc="left")
+    ax.set_title(f"{for_plot(task)} ({for_plot(probe)})", loc="left", pad=14 if notes else None)
     if notes:
-        fig.text(0.01, 0.005, "; ".join(notes), fontsize="x-small", ha="left", va="bottom", color="0.3")
+        ax.annotate("; ".join(notes), (0, 1), xycoords="axes fraction", xytext=(0, 3), textcoords="offset points",
+                    fontsize="x-small", ha="left", va="bottom", color="0.3")
     _save(fig, path)
     plt.close(fig)
 
@@ -210,7 +211,8 @@ def _pca_figure(xy: np.ndarray, y: np.ndarray, splits: np.ndarray, names: list[s
             s = class_style(int(c))
             colours = {"facecolors": s["color"], "edgecolors": "none"} if look["filled"] else \
                 {"facecolors": "none", "edgecolors": s["color"]}
-            ax.scatter(*xy[mine].T, s=look["s"], alpha=look["alpha"], marker=s["marker"], linewidths=0.8, **colours)
+            marker = look["marker"] if len(shown) <= len(PALETTE) else s["marker"]  # past 20: the class's
+            ax.scatter(*xy[mine].T, s=look["s"], alpha=look["alpha"], marker=marker, linewidths=0.8, **colours)
     if classes is None:
         fig.colorbar(points, ax=ax, label=for_plot(names[0] if names else "target"))
         handles = [ax.scatter([], [], marker=MARKERS[i % len(MARKERS)], color="0.4", label=split)
@@ -219,7 +221,9 @@ def _pca_figure(xy: np.ndarray, y: np.ndarray, splits: np.ndarray, names: list[s
     else:
         class_handles = [ax.scatter([], [], color=class_style(int(c))["color"], marker=class_style(int(c))["marker"],
                                     s=24, label=for_plot(names[c] if c < len(names) else c)) for c in shown]
-        split_handles = [ax.scatter([], [], s=24, marker="o", label=f"{split} ({int((splits == split).sum())})",
+        split_handles = [ax.scatter([], [], s=24, label=f"{split} ({int((splits == split).sum())})",
+                                    marker=SPLIT_STYLES.get(split, SPLIT_STYLES["train"])["marker"]
+                                    if len(shown) <= len(PALETTE) else "o",
                                     **({"facecolors": "0.3", "edgecolors": "none"}
                                        if SPLIT_STYLES.get(split, SPLIT_STYLES["train"])["filled"]
                                        else {"facecolors": "none", "edgecolors": "0.3"}))

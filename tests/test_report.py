@@ -198,3 +198,84 @@ def test_a_single_layer_has_no_best(tmp_path: Path) -> None:
     write_layer(tmp_path, "m", "out", "t", 0.6, 0.7)
     write_result(tmp_path, "n", "t", 0.5, [0.45, 0.55])
     assert {r["model"] for r in collect(tmp_path)} == {"m", "n"}
+
+
+def test_columns_tasks_and_probes_follow_the_pipeline(tmp_path: Path) -> None:
+    """The table lists models, tasks and probes as the run's pipeline.toml does, not by name;
+    names it does not list come after, by name."""
+    rng = np.random.default_rng()
+    for model in ("zeta", "alpha", "mid", "extra"):
+        for task in ("beta", "alpha"):
+            for probe in ("mlp", "knn"):
+                value = rng.uniform(0.5, 0.9)
+                write_result(tmp_path, model, task, value, [value - 0.1, value + 0.1], probe=probe)
+    (tmp_path / "pipeline.toml").write_text(
+        '[tasks.beta]\ntype = "synth"\n[tasks.alpha]\ntype = "synth"\n'
+        '[models.zeta]\nencoder = "x"\n[models.mid]\nencoder = "x"\n[models.alpha]\nencoder = "x"\n'
+        '[probe]\nprobes = [{ type = "mlp" }, { type = "knn" }]\n')
+    from musicrep.report import render_report
+
+    report = render_report(tmp_path)
+    assert report.header == ["task", "probe", "metric", "zeta", "mid", "alpha", "extra"]
+    assert [row[:2] for row in report.body] == [["beta", "mlp"], ["beta", "knn"], ["alpha", "mlp"], ["alpha", "knn"]]
+
+
+def test_twelve_classes_get_twelve_colours() -> None:
+    assert len({class_style(i)["color"] for i in range(12)}) == 12  # C and Bb, C# and B apart
+
+
+def write_store(path: Path, kind: str, rng: np.random.Generator, scale: float, n: int = 60) -> None:
+    from musicrep.store import StoreWriter, TrackEmbedding
+
+    labels = [f"c{i}" for i in range(3)] if kind != "regression" else ["tempo"]
+    writer = StoreWriter(path, {"m": 1}, kind=kind, label_names=labels)
+    for i in range(n):
+        y = np.eye(3, dtype=np.float32)[i % 3] if kind != "regression" else np.array([rng.normal()], np.float32)
+        x = (scale * rng.standard_normal((1, 6))).astype(np.float32)
+        writer.add(TrackEmbedding(str(i), ("train", "train", "valid", "test")[i % 4], y, x, np.zeros(1, np.float32)))
+    writer.finish()
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "regression"])
+def test_pca_shows_every_split_on_a_standardised_scale(tmp_path: Path, kind: str) -> None:
+    """Two models whose embeddings differ in scale 100-fold get PCA axes of the same extent, and
+    every split is drawn (train, valid and test points all in the figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from unittest import mock
+
+    from musicrep import plots
+
+    rng = np.random.default_rng()
+    extents, counts = [], []
+    for scale in (0.01, 1.0):
+        write_store(tmp_path / f"s{scale}.h5", kind, rng, scale)
+        with mock.patch.object(plots, "_pca_figure", wraps=plots._pca_figure) as figure:
+            plots.pca_scatter(tmp_path / f"s{scale}.h5", tmp_path / f"p{scale}.png")
+        xy, _, splits = figure.call_args.args[:3]
+        extents.append(np.abs(xy).max())
+        counts.append(sorted(set(splits.tolist())))
+        assert (tmp_path / f"p{scale}.pdf").read_bytes().startswith(b"%PDF")
+    assert counts == [["test", "train", "valid"]] * 2
+    assert 0.3 < extents[0] / extents[1] < 3  # the same scale, though one model's numbers are 100x smaller
+
+
+def test_a_readers_style_is_applied_and_a_missing_one_is_named(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib
+
+    from musicrep.errors import MusicrepError
+    from musicrep.plots import STYLE_VARIABLE, style
+
+    own = tmp_path / "mine.mplstyle"
+    own.write_text("font.size: 17.5\nsavefig.dpi: 150\n")
+    monkeypatch.setenv(STYLE_VARIABLE, str(own))
+    with style():
+        assert matplotlib.rcParams["font.size"] == 17.5 and matplotlib.rcParams["savefig.dpi"] == 150
+    monkeypatch.delenv(STYLE_VARIABLE)
+    with style():
+        assert matplotlib.rcParams["savefig.dpi"] == 300  # musicrep's own: print resolution
+    monkeypatch.setenv(STYLE_VARIABLE, str(tmp_path / "none.mplstyle"))
+    with pytest.raises(MusicrepError, match="none.mplstyle: neither a style file"):
+        with style():
+            pass
