@@ -249,9 +249,11 @@ def loss_curve(log_path: Path, out_path: Path) -> tuple[int, float, float] | Non
     for line in log_path.read_text(errors="replace").splitlines():
         try:
             entry = json.loads(line)
-            points.append((int(entry["step"]), float(entry["loss"])))
-        except (ValueError, KeyError, TypeError, OverflowError):  # the torn line a killed run may leave
+            step, loss = int(entry["step"]), float(entry["loss"])
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # a torn line a killed run left
             continue
+        if 0 <= step < 2**53 and np.isfinite(loss):  # anything else is damage, not a step
+            points.append((step, loss))
     if not points:
         return None
     steps, losses = (np.array(v) for v in zip(*sorted(points)))

@@ -30,7 +30,8 @@ from musicrep.metrics import BOOTSTRAP, BOOTSTRAP_WILSON, METRICS, WILSON
 from musicrep.paired import MCNEMAR, compare
 from musicrep.plots import bar_charts, loss_curve, pca_scatter
 from musicrep.rundir import RunDir
-from musicrep.probing import LEVEL, RESAMPLES
+from musicrep.errors import MusicrepError
+from musicrep.probing import LEVEL, MAX_ITEM_VALUES, RESAMPLES
 from musicrep.store import StoreError
 from musicrep.text import code_fence, for_markdown, for_terminal
 
@@ -82,13 +83,25 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
     return found + best_layers(found)
 
 
+#: a pipeline.toml larger than this is not copied into report.md
+MAX_SETTINGS_BYTES = 1 << 20
 #: a probe result is a few MB at most (``MAX_ITEM_VALUES`` numbers): a larger file is not read
 MAX_RESULT_BYTES = 64 << 20
 
 
+#: the largest magnitude a score may have (an R² of -1e12 is already absurd): beyond it a
+#: result is damaged, and its number would break the figures' axes
+MAX_MAGNITUDE = 1e12
+
+
 def _number_or_none(value: Any, where: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+    """Raises ValueError unless ``value`` is None, NaN or a number within ``MAX_MAGNITUDE``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where} is not a number")
+    if value == value and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+        raise ValueError(f"{where} is out of range ({value:.3g})")
 
 
 def checked_result(result: Any) -> dict[str, Any]:
@@ -116,8 +129,8 @@ def checked_result(result: Any) -> dict[str, Any]:
             raise ValueError(f"interval.test.{metric} is not [low, high]")
         for bound in bounds or []:
             _number_or_none(bound, f"interval.test.{metric}")
-            if bound is None:
-                raise ValueError(f"interval.test.{metric} holds null")
+            if bound is None or bound != bound:
+                raise ValueError(f"interval.test.{metric} holds null or NaN")
     if not isinstance(interval.get("method", {}), dict):
         raise ValueError("'interval.method' is not a table")
     if not isinstance(result.get("layer", ""), (str, type(None))):
@@ -127,8 +140,9 @@ def checked_result(result: Any) -> dict[str, Any]:
         raise ValueError("'n' is not a table of counts")
     chosen = result.get("chosen", {})
     if not isinstance(chosen, dict) or ("folds" in chosen and not (
-            isinstance(chosen["folds"], list) and all(isinstance(c, dict) for c in chosen["folds"]))):
-        raise ValueError("'chosen' is not a table")
+            isinstance(chosen["folds"], list)
+            and all(isinstance(c, dict) and "folds" not in c for c in chosen["folds"]))):
+        raise ValueError("'chosen' is not a table (per fold, of settings)")
     skipped = result.get("skipped", [])
     if not isinstance(skipped, list) or not all(isinstance(entry, dict) for entry in skipped):
         raise ValueError("'skipped' is not a list of tables")
@@ -209,6 +223,8 @@ def _item_arrays(result: dict[str, Any] | None, metric: str) -> ItemArrays | Non
     try:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not isinstance(names, list):
             return None
+        if len(ids) * max(1, len(names)) > 40 * MAX_ITEM_VALUES:  # a damaged result asks for no huge array
+            return None
         names = [str(name) for name in names]
         if "targets" in items and "scores" in items:
             targets = np.asarray(items["targets"], dtype=float)
@@ -219,12 +235,16 @@ def _item_arrays(result: dict[str, Any] | None, metric: str) -> ItemArrays | Non
             classes = [np.asarray(items[k], dtype=np.int64) for k in ("target", "predicted")]
             if any(c.ndim != 1 or (c < 0).any() or (c >= len(names)).any() for c in classes):
                 return None
-            targets, scores = (np.eye(len(names))[c] for c in classes)
+            targets, scores = (np.zeros((len(c), len(names))) for c in classes)
+            targets[np.arange(len(targets)), classes[0]] = 1
+            scores[np.arange(len(scores)), classes[1]] = 1
         else:
             return None
     except (ValueError, TypeError, OverflowError):
         return None
     if targets.ndim != 2 or targets.shape != scores.shape or len(targets) != len(ids) or len(set(ids)) != len(ids):
+        return None
+    if not (np.isfinite(targets).all() and np.isfinite(scores).all()):
         return None
     return ids, targets, scores, names
 
@@ -347,8 +367,14 @@ def _paired(best: dict[str, Any], others: list[dict[str, Any]],
     clear = {}
     for r in others:
         targets, scores_best, scores_other = pairs[r["model"]]
-        result = compare(best["metric"], targets, scores_best, scores_other, mine[3], alpha=alpha,
-                         n=RESAMPLES, seed=0)
+        try:
+            result = compare(best["metric"], targets, scores_best, scores_other, mine[3], alpha=alpha,
+                             n=RESAMPLES, seed=0)
+        except (ValueError, TypeError, IndexError, MusicrepError):  # items a metric cannot score (damaged)
+            for other in others:
+                other.update(dict.fromkeys(("versus", "paired_test", "difference", "p_value", "difference_low",
+                                            "difference_high")))
+            return None
         r.update(versus=best["model"], paired_test=result.method, difference=result.difference,
                  p_value=result.p, difference_low=result.low, difference_high=result.high)
         clear[r["model"]] = result.better
@@ -525,7 +551,7 @@ def _settings(chosen: dict[str, Any]) -> str:
 
 def _sizes(n: dict[str, Any]) -> str:
     if "folds" in n:
-        return f"{n['folds']} folds, {n['items']} items"
+        return f"{n['folds']} folds, {n.get('items', '?')} items"
     return " / ".join(str(n.get(s, "?")) for s in ("train", "valid", "test"))
 
 
@@ -644,7 +670,7 @@ def write_report_files(run_dir: str | Path, report: Report) -> None:
     if pca:
         md += ["## Embeddings", "", PCA_NOTE, "", *pca, ""]
     settings = run.pipeline
-    if settings.is_file():
+    if settings.is_file() and settings.stat().st_size <= MAX_SETTINGS_BYTES:
         md += ["## Settings", "", "The pipeline this run was made with (`pipeline.toml`):", "",
                *code_fence(settings.read_text(errors="replace").rstrip(), "toml"), ""]
     atomic.write_text(run.report, "\n".join(md))
