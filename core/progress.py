@@ -44,7 +44,8 @@ class ProgressLines:
     def _tenth(self, n: int) -> int:
         return 10 * n // self.total if self.total else 0
 
-    def set_postfix(self, **values: Any) -> None:
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        """The values the next line shows (``refresh`` is tqdm's: lines here are written by ``update``)."""
         self.postfix = for_terminal(", ".join(f"{k}={v}" for k, v in values.items()))
 
     def update(self, n: int = 1) -> None:

@@ -100,3 +100,27 @@ def test_a_task_without_a_valid_split_warns_of_the_carved_one(tmp_path: Path, ca
     run_pipeline(path, dry_run=True)
     err = capsys.readouterr().err
     assert "warning: task mine: valid split (15% carved from train) has 6 items (under 50)" in err
+
+
+def test_unreadable_files_under_fail_stop_the_plan(tmp_path: Path) -> None:
+    """A text file and random bytes named .wav: under on_bad_audio = "fail" the plan reads every
+    listed file's header and stops there, in one line naming both, before any work."""
+    rng = np.random.default_rng()
+    write_task(tmp_path, rng)
+    data = tmp_path / "data"
+    (data / "notes.wav").write_text("not audio at all\n")
+    (data / "noise.wav").write_bytes(rng.bytes(int(rng.integers(100, 4000))))
+    manifest = data / "manifest.csv"
+    rows = [r for r in manifest.read_text().splitlines() if not r.startswith("missing")]
+    manifest.write_text("\n".join(rows + ["notes.wav,a,train", "noise.wav,b,test"]) + "\n")
+    path = tmp_path / "p.toml"
+    path.write_text(PIPELINE.format(policy="fail"))
+    for dry_run in (True, False):
+        with pytest.raises(TaskDataError) as caught:
+            run_pipeline(path, dry_run=dry_run)
+        message = str(caught.value)
+        assert "\n" not in message and "2 listed audio file(s) are not readable audio" in message
+        assert str(data / "notes.wav") in message and str(data / "noise.wav") in message
+    assert not (tmp_path / "runs").exists()
+    path.write_text(PIPELINE.format(policy="skip"))
+    assert run_pipeline(path, dry_run=True) is None  # under "skip" they are skipped later, not refused

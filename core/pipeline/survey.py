@@ -114,9 +114,31 @@ def named(paths: list[str]) -> str:
     return "; ".join(paths[:SHOWN_FILES]) + more
 
 
+def unreadable_files(task: Any) -> list[str]:
+    """The listed files that exist but whose header is no audio musicrep can decode (text, random
+    bytes, an empty or frameless file), each as ``path (why)``: a header read per file
+    (``soundfile.info``, no decoding). Tasks that decode their items their own way are not
+    judged by it."""
+    from musicrep.audio.decode import BadAudioError, info
+    from musicrep.tasks import Task
+
+    if type(task).audio is not Task.audio:
+        return []
+    bad = []
+    for item in task.items():
+        if item.path is None or not os.path.exists(item.path):
+            continue  # missing: ``missing_files`` names it
+        try:
+            info(item.path)
+        except BadAudioError as exc:
+            bad.append(f"{item.path} ({exc.reason})")
+    return bad
+
+
 def check_files(tasks: dict[str, Any], on_bad_audio: str) -> None:
-    """Under ``on_bad_audio = "fail"`` a missing file would stop the run mid-way: stop it now.
-    (Under "skip" they are skipped as bad audio; ``warnings`` names them.)"""
+    """Under ``on_bad_audio = "fail"`` a missing or unreadable file would stop the run mid-way,
+    after pre-training: stop it now, in one line. (Under "skip" they are skipped as bad audio;
+    ``warnings`` names the missing ones.)"""
     if on_bad_audio != "fail":
         return
     for name, task in tasks.items():
@@ -124,6 +146,10 @@ def check_files(tasks: dict[str, Any], on_bad_audio: str) -> None:
         if missing:
             raise TaskDataError(f"task {name}: {len(missing)} listed audio file(s) do not exist "
                                 f"(with [embed] on_bad_audio = \"fail\"): {named(missing)}")
+        unreadable = unreadable_files(task)
+        if unreadable:
+            raise TaskDataError(f"task {name}: {len(unreadable)} listed audio file(s) are not readable audio "
+                                f"(with [embed] on_bad_audio = \"fail\"): {named(unreadable)}")
 
 
 def warnings(tasks: dict[str, Any], window: float, on_bad_audio: str) -> list[str]:
