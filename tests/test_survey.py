@@ -57,9 +57,9 @@ def test_the_plan_counts_each_task_and_warns_before_any_work(tmp_path: Path, cap
     path.write_text(PIPELINE.format(policy="skip"))
     assert run_pipeline(path, dry_run=True) is None
     err = capsys.readouterr().err
-    assert "task mine: " in err and "multiclass, 9 items, 2 classes, train/valid/test 5/1/3" in err
+    assert "task mine: csv data/manifest.csv, multiclass, 9 items, 2 classes, train/valid/test 5/1/3" in err
     assert "warning: task mine: test split 'test' has 3 items (under 50)" in err
-    assert "warning: task mine: valid split 'valid' has 1 items (under 50): the probes choose their settings" in err
+    assert "warning: task mine: valid split 'valid' has 1 items (under 30): the probes choose their settings" in err
     shortest = min(seconds)
     assert (f"warning: task mine: 2 of 8 clips are shorter than the 0.5 s embed window (shortest {shortest:.2f} s, "
             f"{data / f'clip{seconds.index(shortest)}.wav'})") in err
@@ -87,7 +87,7 @@ def test_generated_clips_are_checked_by_what_the_task_knows(tmp_path: Path, caps
     run_pipeline(path, dry_run=True)
     err = capsys.readouterr().err
     assert "2 classes, train/valid/test 4/2/60" in err and "test split" not in err
-    assert "valid split 'valid' has 2 items (under 50)" in err
+    assert "valid split 'valid' has 2 items (under 30)" in err
     assert f"66 of 66 clips are shorter than the 0.5 s embed window (shortest {seconds:.2f} s" in err
 
 
@@ -99,7 +99,7 @@ def test_a_task_without_a_valid_split_warns_of_the_carved_one(tmp_path: Path, ca
         'type = "synth"\nn_classes = 2\nn_train = 40\nn_valid = 0\nn_test = 60\nseconds = 0.6'))
     run_pipeline(path, dry_run=True)
     err = capsys.readouterr().err
-    assert "warning: task mine: valid split (15% carved from train) has 6 items (under 50)" in err
+    assert "warning: task mine: valid split (15% carved from train) has 6 items (under 30)" in err
 
 
 def test_unreadable_files_under_fail_stop_the_plan(tmp_path: Path) -> None:

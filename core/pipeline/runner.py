@@ -174,7 +174,7 @@ def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> l
     if spec.run.seeds:
         lines.append(f"  seeds {', '.join(map(str, spec.run.seeds))}: every model is pre-trained, embedded and probed "
                      "once per seed, as <model>.seed<N>; the report gives their mean and spread")
-    lines += [f"  {survey.describe(name, task)}" for name, task in tasks.items()]
+    lines += [f"  {survey.describe(name, task, spec.path.parent)}" for name, task in tasks.items()]
     lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
     return lines + [f"  warning: {line}" for line in survey.warnings(tasks, spec.embed.window, spec.embed.on_bad_audio)]

@@ -18,7 +18,8 @@ from musicrep.tasks import STANDARD_SPLITS, Item, TaskDataError
 #: a test split under this many items gives intervals too wide to separate most models
 SMALL_TEST = 50
 #: a valid split under this many items chooses among a probe's settings by a few items' noise
-SMALL_VALID = 50
+#: (one item moves its accuracy by over 3 points)
+SMALL_VALID = 30
 #: the share of train a task without a valid split gives up to one (``musicrep.probing.split_valid``)
 CARVED_VALID = 0.15
 #: files per task whose header is read for their duration (evenly spaced over the items)
@@ -34,16 +35,30 @@ def split_sizes(task: Any) -> dict[str, int]:
     return {split: len(task.items(split)) for split in task.splits}
 
 
-def describe(name: str, task: Any) -> str:
-    """``task pitch: synth, multiclass, 432 items, 12 classes, train/valid/test 300/66/66``."""
+def describe(name: str, task: Any, base: Any = None) -> str:
+    """``task pitch: synth, multiclass, 432 items, 12 classes, train/valid/test 300/66/66``;
+    a file the task reads is shown relative to ``base`` (the TOML's folder), as the TOML gave it."""
     sizes = split_sizes(task)
     if task.split_mode == "kfold":
         splits = f"{len(sizes)} folds of " + "/".join(str(n) for n in sizes.values())
     else:
         shown = [s for s in STANDARD_SPLITS if s in sizes]
         splits = "/".join(shown) + " " + "/".join(str(sizes[s]) for s in shown)
-    return (f"task {name}: {task.name}, {task.kind}, {len(task.items())} items, "
+    return (f"task {name}: {source(task, base)}, {task.kind}, {len(task.items())} items, "
             f"{len(task.label_names)} {VOCABULARY.get(task.kind, 'labels')}, {splits}")
+
+
+def source(task: Any, base: Any = None) -> str:
+    """What the task reads, as the TOML gave it: ``csv data/manifest.csv`` for a manifest task
+    (its ``path``, relative to ``base`` when it lies inside), else the task's own name."""
+    path = getattr(getattr(task, "config", None), "path", None)
+    if path is None:
+        return task.name
+    shown = str(path)
+    if base is not None:
+        relative = os.path.relpath(path, base)
+        shown = shown if relative.startswith("..") else relative
+    return f"{task.name.split(':')[0]} {shown}"
 
 
 def small_tests(name: str, task: Any) -> list[str]:
