@@ -124,3 +124,14 @@ def test_unreadable_files_under_fail_stop_the_plan(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
     path.write_text(PIPELINE.format(policy="skip"))
     assert run_pipeline(path, dry_run=True) is None  # under "skip" they are skipped later, not refused
+
+
+def test_a_missing_task_folder_names_the_toml_and_its_section(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(PIPELINE.format(policy="skip").replace(
+        'type = "csv"\npath = "data/manifest.csv"', 'type = "gtzan"\npath = "nowhere/gtzan"'))
+    with pytest.raises(TaskDataError) as caught:
+        run_pipeline(path, dry_run=True)
+    message = str(caught.value)
+    assert message.startswith(f"{path} [tasks.mine]: ") and str(tmp_path / "nowhere" / "gtzan") in message
+    assert "does not exist" in message and "\n" not in message
