@@ -76,6 +76,7 @@ setup(
     python_requires=">=3.11",
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
+    package_data={"musicrep": ["plots.mplstyle"]},  # the report figures' style
     ext_modules=[CMakeExtension("musicrep._C")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[

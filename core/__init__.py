@@ -8,9 +8,18 @@ from musicrep.errors import ComponentError, ConfigError, MusicrepError, PluginEr
 from musicrep.registry import get_component, list_components
 
 
+#: the modules the documentation uses as ``musicrep.<module>`` after ``import musicrep``
+#: (``musicrep.store.EmbeddingStore``, ``musicrep.audio.load``): each imported on first use
+LAZY_MODULES = ("audio", "metrics", "paired", "plots", "probing", "report", "store", "tasks", "text")
+
+
 def __getattr__(name: str):
     # load_model and ops pull in torch; keep ``import musicrep`` (and the CLI's start) light
     # without it: each is imported on first use
+    if name in LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"musicrep.{name}")
     if name == "load_model":
         from musicrep.load import load_model
 
@@ -33,4 +42,5 @@ __all__ = [
     "list_components",
     "load_model",
     "ops",
+    *LAZY_MODULES,
 ]

@@ -11,6 +11,7 @@ from typing import Sequence
 from musicrep._version import __version__
 from musicrep import interrupts
 from musicrep.errors import MusicrepError, WriteError
+from musicrep.text import for_terminal
 
 #: OS errors that are the machine's state, not a bug: one line naming the file, never a traceback
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM,
@@ -40,7 +41,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     try:
         write_report_files(run.root, report)
     except WriteError as exc:  # a read-only or full run directory: the table above is still whole
-        print(f"musicrep: warning: report files not written: {exc.reason}: {exc.path}", file=sys.stderr)
+        print(for_terminal(f"musicrep: warning: report files not written: {exc.reason}: {exc.path}"), file=sys.stderr)
     return 0
 
 
@@ -252,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MusicrepError as exc:
         if args.debug:
             raise
-        print(f"musicrep: error: {exc}", file=sys.stderr)
+        print(f"musicrep: error: {for_terminal(exc, keep_newlines=True)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (e.g. `musicrep plugins | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or exc.errno not in DISK_ERRNOS:
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"musicrep: error: {exc.strerror or exc}{where}; finished work is kept", file=sys.stderr)
+        print(for_terminal(f"musicrep: error: {exc.strerror or exc}{where}; finished work is kept"), file=sys.stderr)
         return 2
     except Exception:
         if interrupts.received() and not args.debug:  # the shutdown's own fallout (e.g. data-loader workers that got the signal too)

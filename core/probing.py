@@ -9,16 +9,21 @@ import numpy as np
 
 from musicrep.errors import MusicrepError
 from musicrep.layers import OUT
-from musicrep.metrics import bootstrap_interval, bootstrap_mean_interval, get_metric
+from musicrep.metrics import fold_interval, get_metric, metric_interval
 from musicrep.tasks import DEFAULT_METRICS, fold_roles
 from musicrep.store import EmbeddingStore
 
 Score = Callable[[np.ndarray, np.ndarray], float]
 
 #: part of every probe result's cache key: a result written in an older format (without the
-#: fields the report now shows) is probed again rather than shown incomplete
-RESULT_FORMAT = 2
-LEVEL, RESAMPLES = 0.95, 1000  # each test metric's bootstrap interval
+#: fields the report now shows) is probed again rather than shown incomplete. 3: intervals
+#: named by method (Wilson for accuracy), per-item test predictions (``items``)
+RESULT_FORMAT = 3
+LEVEL, RESAMPLES = 0.95, 1000  # each test metric's interval (and its bootstrap, where it has one)
+#: a result keeps its test items' scores (for the report's paired comparisons) only up to this
+#: many numbers (targets and scores together): about 1 MB of JSON. Beyond it, a multiclass
+#: result keeps each item's true and predicted class (enough for accuracy and the key score)
+MAX_ITEM_VALUES = 100_000
 
 
 @dataclass
@@ -62,9 +67,10 @@ def split_valid(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
 def _fit_and_score(probe: Probe, kind: str, label_names: list[str], metric_names: list[str], seed: int,
                    train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray],
                    test: tuple[np.ndarray, np.ndarray], intervals: bool = True,
-                   ) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, list[float] | None]]:
-    """The chosen settings, the metrics on valid and test, and (``intervals``) each test
-    metric's bootstrap interval over the test items."""
+                   ) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, list[float] | None],
+                              dict[str, str], np.ndarray]:
+    """The chosen settings, the metrics on valid and test, (``intervals``) each test metric's
+    interval over the test items and its method's name, and the probe's test scores."""
     primary = get_metric(metric_names[0])
     x_train, x_valid, x_test = standardise(train[0], valid[0], test[0])
 
@@ -77,14 +83,28 @@ def _fit_and_score(probe: Probe, kind: str, label_names: list[str], metric_names
     scores = {"valid": probe.predict(x_valid), "test": probe.predict(x_test)}
     for split_name, y in (("valid", valid[1]), ("test", test[1])):
         results[split_name] = {m: get_metric(m)(y, scores[split_name], label_names) for m in metric_names}
-    bounds = {m: _listed(bootstrap_interval(get_metric(m), test[1], scores["test"], label_names, n=RESAMPLES,
-                                            seed=seed, level=LEVEL))
-              for m in metric_names} if intervals else {}
-    return chosen, results, bounds
+    bounds, methods = {}, {}
+    for m in metric_names if intervals else ():
+        found = metric_interval(m, test[1], scores["test"], label_names, n=RESAMPLES, seed=seed, level=LEVEL)
+        bounds[m] = None if found is None else [found[0], found[1]]
+        if found is not None:
+            methods[m] = found[2]
+    return chosen, results, bounds, methods, np.asarray(scores["test"])
 
 
-def _listed(interval: tuple[float, float] | None) -> list[float] | None:
-    return None if interval is None else list(interval)
+def item_record(ids: np.ndarray, targets: np.ndarray, scores: np.ndarray, kind: str,
+                label_names: list[str]) -> dict[str, Any]:
+    """The test items as the report's paired comparisons need them: their ids, and their targets
+    and the probe's scores (rounded to 6 decimals) while they fit ``MAX_ITEM_VALUES``; a
+    multiclass result always keeps each item's true and predicted class."""
+    record: dict[str, Any] = {"ids": [str(i) for i in ids], "label_names": list(label_names)}
+    if kind == "multiclass":
+        record["target"] = targets.argmax(axis=1).tolist()
+        record["predicted"] = scores.argmax(axis=1).tolist()
+    if targets.size + scores.size <= MAX_ITEM_VALUES:
+        record["targets"] = np.round(np.asarray(targets, dtype=float), 6).tolist()
+        record["scores"] = np.round(np.asarray(scores, dtype=float), 6).tolist()
+    return record
 
 
 def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | None = None, seed: int = 0,
@@ -97,8 +117,11 @@ def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | No
     per fold: that fold is the test set, the next one the valid set, the rest train; the
     metrics are averaged over folds.
 
-    Each test metric carries its bootstrap interval (``interval``): over the test items, or for
-    k-fold tasks over the folds' scores, so a reader can tell a margin from noise.
+    Each test metric carries its interval (``interval``, its method named under ``method``; see
+    ``musicrep.metrics``): over the test items, or for k-fold tasks over all items (accuracy)
+    or the folds' scores, so a reader can tell a margin from noise. ``items`` keeps the test
+    items' ids, targets and scores (see ``item_record``): the report compares models on them
+    item by item.
     """
     with EmbeddingStore(store_path) as store:
         kind, label_names = store.kind, store.label_names
@@ -106,6 +129,7 @@ def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | No
             raise MusicrepError(f"probe '{probe_name}' cannot serve {kind} tasks (it serves: "
                                 f"{', '.join(probe.kinds)})")
         x_all, y_all, splits, skipped = store.embeddings(layer=layer), store.targets(), store.splits, store.skipped
+        ids = store.ids
     names = sorted(set(splits.tolist()))
     metric_names = list(metrics or DEFAULT_METRICS[kind])
     common = dict(probe=probe, kind=kind, label_names=label_names, metric_names=metric_names, seed=seed)
@@ -118,28 +142,37 @@ def probe_store(store_path: str | Path, probe: Probe, *, metrics: list[str] | No
             idx = np.flatnonzero(train)
             train, valid = np.isin(np.arange(len(splits)), idx[tr]), np.isin(np.arange(len(splits)), idx[va])
         test = splits == "test"
-        chosen, results, bounds = _fit_and_score(**common, train=(x_all[train], y_all[train]),
-                                                 valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
+        chosen, results, bounds, methods, test_scores = _fit_and_score(
+            **common, train=(x_all[train], y_all[train]), valid=(x_all[valid], y_all[valid]),
+            test=(x_all[test], y_all[test]))
         counts = {"train": int(train.sum()), "valid": int(valid.sum()), "test": int(test.sum())}
-        interval = {"level": LEVEL, "resamples": RESAMPLES, "over": "test items", "test": bounds}
+        interval = {"level": LEVEL, "resamples": RESAMPLES, "over": "test items", "method": methods, "test": bounds}
+        items = item_record(ids[test], y_all[test], test_scores, kind, label_names)
     elif "train" not in names and len(names) >= 3:
-        per_fold, chosen = [], []
+        per_fold, chosen, tested, fold_scores = [], [], [], []
         for i in range(len(names)):
             roles = fold_roles(names, i)
             train, valid, test = (np.isin(splits, roles[role]) for role in ("train", "valid", "test"))
-            c, r, _ = _fit_and_score(**common, train=(x_all[train], y_all[train]), intervals=False,
-                                     valid=(x_all[valid], y_all[valid]), test=(x_all[test], y_all[test]))
+            c, r, _, _, test_scores = _fit_and_score(**common, train=(x_all[train], y_all[train]), intervals=False,
+                                                     valid=(x_all[valid], y_all[valid]),
+                                                     test=(x_all[test], y_all[test]))
             per_fold.append(r)
             chosen.append(c)
+            tested.append(np.flatnonzero(test))
+            fold_scores.append(test_scores)
         results = {split: {m: float(np.mean([r[split][m] for r in per_fold])) for m in metric_names}
                    for split in ("valid", "test")}
         chosen = {"folds": chosen}
         counts = {"folds": len(names), "items": len(splits)}
-        interval = {"level": LEVEL, "resamples": RESAMPLES, "over": "folds", "test": {
-            m: _listed(bootstrap_mean_interval([r["test"][m] for r in per_fold], n=RESAMPLES, seed=seed, level=LEVEL))
-            for m in metric_names}}
+        found = {m: fold_interval(m, [r["test"][m] for r in per_fold], len(splits), n=RESAMPLES, seed=seed,
+                                  level=LEVEL) for m in metric_names}
+        interval = {"level": LEVEL, "resamples": RESAMPLES, "over": "folds",
+                    "method": {m: f[2] for m, f in found.items() if f is not None},
+                    "test": {m: None if f is None else [f[0], f[1]] for m, f in found.items()}}
+        order = np.concatenate(tested)  # every item is tested once, in its own fold
+        items = item_record(ids[order], y_all[order], np.concatenate(fold_scores), kind, label_names)
     else:
         raise MusicrepError(f"{store_path}: a probe needs 'train' and 'test' items, or at least 3 folds; "
                             f"the store has splits: {', '.join(names) or 'none'}")
     return {"probe": probe_name, "kind": kind, "primary": metric_names[0], "chosen": chosen,
-            "metrics": results, "interval": interval, "n": counts, "seed": seed, "skipped": skipped}
+            "metrics": results, "interval": interval, "n": counts, "seed": seed, "skipped": skipped, "items": items}

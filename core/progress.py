@@ -6,12 +6,15 @@ import sys
 import time
 from typing import Any, TextIO
 
+from musicrep.text import for_terminal
+
 
 def progress_bar(*, total: int, desc: str, unit: str = "it", initial: int = 0, disable: bool = False,
              file: TextIO | None = None, **bar_options: Any) -> Any:
     """A tqdm bar where ``file`` (stderr by default) is a terminal, else a ``ProgressLines``;
     both take ``update``, ``set_postfix`` and ``close``."""
     file = file or sys.stderr
+    desc = for_terminal(desc)  # it may name a model or task from input: no control characters reach the terminal
     if not disable and _is_terminal(file):
         from tqdm import tqdm
 
@@ -41,8 +44,9 @@ class ProgressLines:
     def _tenth(self, n: int) -> int:
         return 10 * n // self.total if self.total else 0
 
-    def set_postfix(self, **values: Any) -> None:
-        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        """The values the next line shows (``refresh`` is tqdm's: lines here are written by ``update``)."""
+        self.postfix = for_terminal(", ".join(f"{k}={v}" for k, v in values.items()))
 
     def update(self, n: int = 1) -> None:
         self.n += n

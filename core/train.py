@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,6 +34,7 @@ from musicrep.model import Embedder
 from musicrep.objective import Objective, TrainingData
 from musicrep.rundir import ModelDir, run_of_checkpoint
 from musicrep.progress import progress_bar
+from musicrep.text import for_terminal
 
 
 @dataclass
@@ -50,6 +50,9 @@ class TrainSettings:
     num_workers: int
     precision: str
     seed: int
+    #: ``[embed] on_bad_audio``: a clip that gives no clean audio stops pre-training ("fail") or
+    #: is left out of its batch, named once per run ("skip")
+    on_bad_audio: str = "skip"
 
 
 @dataclass(frozen=True)
@@ -85,19 +88,47 @@ class ClipDataset(Dataset):
                 if wave.size == 0:
                     return None
                 crops = np.stack([random_crop(wave, self.clip_samples, rng, short="tile") for _ in range(self.views)])
-        except BadAudioError as exc:  # one bad clip leaves its batch one item short, no more
-            warnings.warn(f"pre-training skips bad audio: {exc}", RuntimeWarning, stacklevel=2)
-            return None
+        except BadAudioError as exc:  # sent back (it pickles intact): the main process applies the policy
+            return exc
         return np.asarray(crops, dtype=np.float32), source.target
 
 
-def collate(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    batch = [b for b in batch if b is not None]
+def collate(batch: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor | None, list[BadAudioError]]:
+    """The batch's crops and targets (None when every clip was bad), and its bad clips' errors."""
+    bad = [b for b in batch if isinstance(b, BadAudioError)]
+    batch = [b for b in batch if b is not None and not isinstance(b, BadAudioError)]
     if not batch:
-        raise MusicrepError("a whole pre-training batch was bad audio; check the data")
+        return None, None, bad
     waves = torch.from_numpy(np.stack([b[0] for b in batch]))
     targets = None if batch[0][1] is None else torch.from_numpy(np.stack([b[1] for b in batch]))
-    return waves, targets
+    return waves, targets, bad
+
+
+#: the bad files named so far, per run (the folder holding its models' folders): each is named
+#: once per run, however many models and epochs meet it
+_NAMED_BAD_AUDIO: set[tuple[str, str]] = set()
+
+
+def apply_bad_audio_policy(errors: list[BadAudioError], mode: str, label: str, run: Path) -> None:
+    """Under "fail" the first bad clip stops pre-training (its error names the file); under
+    "skip" each bad file is named once per ``run`` on stderr, in musicrep's words."""
+    for error in errors:
+        if mode == "fail":
+            raise BadAudioError(error.path, f"{error.reason} (pre-training, with [embed] on_bad_audio = \"fail\")")
+        if (str(run), error.path) not in _NAMED_BAD_AUDIO:
+            _NAMED_BAD_AUDIO.add((str(run), error.path))
+            print(for_terminal(f"musicrep: warning: {label}: skipping bad audio {error.path}: {error.reason}"),
+                  file=sys.stderr, flush=True)
+
+
+#: warm-up may take at most this share of a run's steps: ``warmup_steps = 100`` (the default)
+#: in a 20-step run would end it at a fifth of the learning rate
+WARMUP_SHARE = 0.25
+
+
+def warmup_for(settings: TrainSettings) -> int:
+    """The warm-up steps a run uses: ``warmup_steps``, cut to ``WARMUP_SHARE`` of the steps."""
+    return min(settings.warmup_steps, int(settings.steps * WARMUP_SHARE))
 
 
 class EpochBatches(Sampler):
@@ -183,8 +214,11 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
         attach(embedder.encoder)
     module = to_device(TrainModule(embedder, objective, augmentations), device, training=True)
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, settings.warmup_steps, settings.steps))
+    warmup = warmup_for(settings)
+    if warmup < settings.warmup_steps and is_main():
+        print(f"{label}: warmup_steps = {settings.warmup_steps} is over {WARMUP_SHARE:.0%} of the {settings.steps} "
+              f"steps; warming up over {warmup}", file=sys.stderr, flush=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, settings.steps))
     start, loss_value = 0, float("nan")
     last = ModelDir(out_dir).last
     state = load_checkpoint(last, device)
@@ -220,7 +254,10 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
     try:
         for step in range(start, settings.steps):
             stop_if_interrupted()
-            waves, targets = next(loader)
+            waves, targets, bad = next(loader)
+            apply_bad_audio_policy(bad, settings.on_bad_audio, label, out_dir.resolve().parent)
+            if waves is None:
+                raise MusicrepError(f"{label}: a whole pre-training batch was bad audio; check the data")
             waves = waves.to(device, non_blocking=True)
             targets = None if targets is None else targets.to(device)
             torch.manual_seed(settings.seed * 1_000_003 + step)  # dropout and the like
@@ -242,8 +279,8 @@ def train(embedder: Embedder, objective: Objective, augmentations: list[nn.Modul
             loss_value = loss.item()
             clips += len(waves) * world_size
             rate = clips / (time.perf_counter() - started)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", clips_s=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}", clips_s=f"{rate:.1f}", refresh=False)
+            bar.update(1)  # after the postfix: the line it writes shows this step's loss
             if notify and is_main():
                 notify("musicrep_on_train_step", step=step + 1,
                        metrics={"loss": loss_value, "lr": scheduler.get_last_lr()[0], "clips_per_s": rate})

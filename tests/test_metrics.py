@@ -108,3 +108,86 @@ def test_bootstrap_over_folds_matches_the_mean_interval() -> None:
     assert low == pytest.approx(values.mean() - 1.96 * se, abs=0.3 * se)
     assert high == pytest.approx(values.mean() + 1.96 * se, abs=0.3 * se)
     assert bootstrap_mean_interval([0.5]) is None
+
+
+# -- intervals that never claim certainty -------------------------------------------------------
+
+def wilson_from_formula(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson (1927): (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def one_hot_results(correct: int, n: int, classes: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    labels = rng.integers(0, classes, n)
+    right = rng.permutation(np.arange(n) < correct)
+    guesses = np.where(right, labels, (labels + rng.integers(1, classes, n)) % classes)
+    return np.eye(classes)[labels], np.eye(classes)[guesses]
+
+
+@pytest.mark.parametrize("correct, n", [(5, 5), (0, 5), (1, 1)])
+def test_accuracy_interval_on_small_sets_is_wilson_and_never_certain(correct: int, n: int) -> None:
+    from musicrep.metrics import WILSON, metric_interval
+
+    rng = np.random.default_rng()
+    targets, scores = one_hot_results(correct, n, 4, rng)
+    low, high, method = metric_interval("accuracy", targets, scores, [], seed=int(rng.integers(1 << 31)))
+    expected = wilson_from_formula(correct, n)
+    assert method == WILSON
+    assert (low, high) == pytest.approx(expected, abs=1e-12)
+    assert high - low > 0.3  # a handful of items never make a score certain
+    if correct == n:
+        assert high == 1.0 and low == pytest.approx(n / (n + 1.959963984540054 ** 2))
+
+
+def test_accuracy_interval_on_a_large_set_matches_scipy() -> None:
+    from scipy.stats import binomtest
+    from musicrep.metrics import metric_interval
+
+    rng = np.random.default_rng()
+    n = int(rng.integers(2000, 5000))
+    correct = int(rng.integers(n // 4, n))
+    targets, scores = one_hot_results(correct, n, 5, rng)
+    low, high, _ = metric_interval("accuracy", targets, scores, [])
+    reference = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (low, high) == pytest.approx((reference.low, reference.high), abs=1e-9)
+    assert low < correct / n < high
+
+
+@pytest.mark.parametrize("name", ["roc_auc", "pr_auc", "key_weighted"])
+def test_bounded_metrics_on_perfect_small_sets_keep_the_wilson_width(name: str) -> None:
+    """A percentile bootstrap of a perfect score on 5 items is [1, 1]; the reported interval is
+    widened to the Wilson interval of 1.0 over 5 items, and the method says so."""
+    from musicrep.metrics import BOOTSTRAP_WILSON, bootstrap_interval, get_metric, metric_interval
+
+    rng = np.random.default_rng()
+    keys = ["C major", "A minor", "G major"]
+    targets = np.eye(3)[[0, 1, 2, 0, 1]]
+    scores = targets * rng.uniform(0.6, 1.0, (5, 1)) + rng.uniform(0, 0.1, (5, 3)) * (1 - targets)
+    assert get_metric(name)(targets, scores, keys) == 1.0
+    seed = int(rng.integers(1 << 31))
+    resampled = bootstrap_interval(get_metric(name), targets, scores, keys, n=200, seed=seed)
+    assert resampled is None or resampled[0] == resampled[1] == 1.0  # what the old report printed
+    low, high, method = metric_interval(name, targets, scores, keys, n=200, seed=seed)
+    assert method == BOOTSTRAP_WILSON
+    assert (low, high) == pytest.approx(wilson_from_formula(5, 5))
+
+
+def test_r2_interval_is_a_named_bootstrap_and_none_when_degenerate() -> None:
+    from musicrep.metrics import BOOTSTRAP, metric_interval
+
+    rng = np.random.default_rng()
+    y = rng.standard_normal((300, 2))
+    noisy = y + 0.5 * rng.standard_normal((300, 2))
+    low, high, method = metric_interval("r2", y, noisy, [], n=300, seed=int(rng.integers(1 << 31)))
+    assert method == BOOTSTRAP and low < r2(y, noisy, []) < high and high - low > 0.01
+    assert metric_interval("r2", y[:1], noisy[:1], []) is None  # one item: no interval, not a point
+
+
+def test_fold_interval_pools_items_for_accuracy() -> None:
+    from musicrep.metrics import WILSON, fold_interval
+
+    low, high, method = fold_interval("accuracy", [1.0] * 5, 60)
+    assert method == WILSON and high == 1.0 and low == pytest.approx(wilson_from_formula(60, 60)[0])

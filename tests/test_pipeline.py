@@ -344,7 +344,7 @@ def test_seeds_repeat_pretraining_and_probing_and_the_report_groups_them(tmp_pat
         result = json.loads((run_dir / "probes" / f"small.seed{seed}" / "tones" / "linear.json").read_text())
         assert result["seed"] == seed
     header = table.splitlines()[0].split()
-    assert header == ["task", "probe", "metric", "other", "small"]
+    assert header == ["task", "probe", "metric", "small", "other"]  # the TOML's order
     assert table.count("(2 seeds)") == 4  # two models, two probes
     rows = json.loads((run_dir / "results.json").read_text())
     over = next(r for r in rows if r["model"] == "small" and r["probe"] == "knn" and r["split"] == "test")

@@ -51,6 +51,10 @@ def test_probes_beat_chance_through_a_store(tmp_path: Path, kind: str, metric: s
         low, high = result["interval"]["test"][name]
         assert low - 0.02 <= value <= high + 0.02 and high - low < 0.5  # a percentile interval may miss the estimate by a hair
     assert result["interval"]["over"] == "test items" and result["skipped"] == []
+    items = result["items"]  # the test items, for the report's paired comparisons
+    assert items["ids"] == [str(i) for i in range(0, 400, 4)]
+    np.testing.assert_allclose(items["targets"], y[::4].reshape(100, -1), atol=1e-6)
+    assert np.shape(items["scores"]) == np.shape(items["targets"])
 
 
 def test_shuffled_targets_give_chance_level() -> None:
@@ -87,3 +91,6 @@ def test_kfold_stores_are_probed_fold_by_fold(tmp_path: Path) -> None:
     assert result["metrics"]["test"]["accuracy"] > 0.7
     low, high = result["interval"]["test"]["accuracy"]  # over the five folds' scores
     assert result["interval"]["over"] == "folds" and low <= result["metrics"]["test"]["accuracy"] <= high
+    assert result["interval"]["method"]["accuracy"] == "Wilson score"
+    assert sorted(result["items"]["ids"], key=int) == [str(i) for i in range(300)]  # each item once, in its fold
+    assert result["items"]["target"] == [int(np.argmax(y[int(i)])) for i in result["items"]["ids"]]

@@ -45,14 +45,38 @@ def registry() -> Registry:
     return reg
 
 
+#: the plugins musicrep itself registers (setup.py's entry points)
+BUILTIN_PLUGINS = {"frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging",
+                   "sfnfnet", "hear", "mule", "band_cnn"}
+
+
+def check_builtins(registry: Registry) -> None:
+    """Every built-in plugin is registered through the entry-point group, from musicrep; other
+    packages' plugins may sit beside them (users install them)."""
+    names = set(registry._packages)
+    missing = BUILTIN_PLUGINS - names
+    assert not missing, f"built-in plugins not found through the entry points: {sorted(missing)} (found: {sorted(names)})"
+    foreign = {n: registry.plugin_package(n) for n in BUILTIN_PLUGINS if registry.plugin_package(n) != "musicrep"}
+    assert not foreign, f"built-in plugin names registered by another package: {foreign}"
+
+
 def test_builtins_are_discovered_through_entry_points() -> None:
-    components = musicrep.list_components()
-    assert set(components) == set(KINDS)
+    assert set(musicrep.list_components()) == set(KINDS)
+    check_builtins(Registry())
+
+
+def test_builtins_are_found_beside_an_installed_third_party_plugin(tmp_path, monkeypatch) -> None:
+    """As users run the suite: with another package's plugin installed in the environment."""
+    (tmp_path / "thirdparty_encoders.py").write_text(
+        "from musicrep.hookspecs import hookimpl\n\n@hookimpl\ndef musicrep_encoders():\n    return {}\n")
+    info = tmp_path / "thirdparty_encoders-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-encoders\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[musicrep.plugins]\nthirdparty = thirdparty_encoders\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
-    names = {p for p in registry._packages}
-    # every built-in module is a plugin registered through the entry-point group
-    assert {"frontends", "augmentations", "encoders", "objectives", "probes", "tasks", "logging"} <= names
-    assert all(registry.plugin_package(n) == "musicrep" for n in names)
+    assert registry.plugin_package("thirdparty") == "thirdparty-encoders"
+    check_builtins(registry)
 
 
 def test_get_component_validates_config(registry: Registry) -> None:
@@ -184,3 +208,16 @@ def test_each_wrong_return_is_reported_with_plugin_and_package(registry: Registr
     assert set(registry.components("encoder")) == {"widget"}
     [problem] = registry.problems
     assert (problem.plugin, problem.package) == ("odd", "odd-pkg") and message in problem.message
+
+
+def test_documented_modules_are_reachable_after_import_musicrep() -> None:
+    """README's ``musicrep.store.EmbeddingStore`` and docs/tasks.md's ``musicrep.audio.load``,
+    in a fresh interpreter where nothing imported them first."""
+    import subprocess
+    import sys
+
+    code = ("import musicrep, sys; assert 'musicrep.store' not in sys.modules; "
+            "print(musicrep.store.EmbeddingStore.__name__, musicrep.audio.load.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["EmbeddingStore", "load"]

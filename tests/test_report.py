@@ -38,7 +38,7 @@ def test_best_is_marked_only_when_its_interval_is_clear(tmp_path: Path) -> None:
     assert marks_of(tmp_path) == {"a": CLEAR, "b": "", "c": ""}
     header, body = table(collect(tmp_path))
     assert header == ["task", "probe", "metric", "a", "b", "c"]
-    assert body[0][3] == f"{best:.3f} ±0.010 {CLEAR}"
+    assert body[0][3] == f"{best:.3f} [{best - 0.01:.3f}, {best + 0.01:.3f}] {CLEAR}"
 
 
 def test_overlapping_intervals_mark_a_tie(tmp_path: Path) -> None:
@@ -63,10 +63,12 @@ def test_results_without_intervals_still_render(tmp_path: Path) -> None:
     assert old["low"] is None and old["mark"] == UNJUDGED
     header, body = table(rows)
     assert body[0][header.index("old")] == f"0.800 {UNJUDGED}"
-    assert body[0][header.index("new")] == "0.700 ±0.050"
+    assert body[0][header.index("new")] == "0.700 [0.650, 0.750]"
     write_report(tmp_path)
     csv_text = (tmp_path / "results.csv").read_text()
-    assert csv_text.splitlines()[0] == "model,task,probe,split,metric,value,low,high,mark,primary,seeds,spread,layer"
+    assert csv_text.splitlines()[0] == ("model,task,probe,split,metric,value,low,high,interval_method,mark,primary,"
+                                        "seeds,spread,layer,judged,versus,paired_test,difference,p_value,"
+                                        "difference_low,difference_high")
     assert (tmp_path / "plots" / "t-linear.png").stat().st_size > 0
 
 
@@ -85,10 +87,11 @@ def test_report_holds_what_a_reader_needs(tmp_path: Path) -> None:
     assert "100 / 20 / 50" in report                      # split sizes
     assert "0.9100" in report and "0.9000" in report      # valid and test scores
     assert "| c=1 " in report                             # the chosen settings
-    assert "`/data/x.wav`: empty file (0 bytes)" in report
+    assert "- /data/x.wav: empty file (0 bytes)" in report
     assert "seed = 7" in report                           # the run's settings
     for link in ("plots/t-linear.png", "plots/loss-a.png"):
         assert f"({link})" in report and (tmp_path / link).stat().st_size > 0
+        assert (tmp_path / link).with_suffix(".pdf").read_bytes().startswith(b"%PDF")  # vector, for a paper
     assert f"40 steps; loss {losses[0]:.4f} at the first step, {losses[-1]:.4f} at the last" in report
 
 
@@ -98,7 +101,8 @@ def test_value_axis_separates_close_values() -> None:
     low, high = value_axis([a - 0.01, a + 0.02], [a + 0.01, a + 0.05])
     assert 0 < low < a - 0.01 and high > a + 0.05
     assert (0.04) / (high - low) > 0.3  # the 0.04 between the bars fills a visible share of the axis
-    assert value_axis([0.005], [0.03])[0] == 0.0  # a non-negative metric gets no negative axis
+    assert value_axis([0.001], [0.03], (0.0, 1.0))[0] == 0.0  # a metric in [0, 1] gets no negative axis
+    assert value_axis([0.9], [1.0], (0.0, 1.0))[1] == 1.0  # ...and none past 1
 
 
 @pytest.mark.parametrize("n_classes", [12, 24])
@@ -194,3 +198,84 @@ def test_a_single_layer_has_no_best(tmp_path: Path) -> None:
     write_layer(tmp_path, "m", "out", "t", 0.6, 0.7)
     write_result(tmp_path, "n", "t", 0.5, [0.45, 0.55])
     assert {r["model"] for r in collect(tmp_path)} == {"m", "n"}
+
+
+def test_columns_tasks_and_probes_follow_the_pipeline(tmp_path: Path) -> None:
+    """The table lists models, tasks and probes as the run's pipeline.toml does, not by name;
+    names it does not list come after, by name."""
+    rng = np.random.default_rng()
+    for model in ("zeta", "alpha", "mid", "extra"):
+        for task in ("beta", "alpha"):
+            for probe in ("mlp", "knn"):
+                value = rng.uniform(0.5, 0.9)
+                write_result(tmp_path, model, task, value, [value - 0.1, value + 0.1], probe=probe)
+    (tmp_path / "pipeline.toml").write_text(
+        '[tasks.beta]\ntype = "synth"\n[tasks.alpha]\ntype = "synth"\n'
+        '[models.zeta]\nencoder = "x"\n[models.mid]\nencoder = "x"\n[models.alpha]\nencoder = "x"\n'
+        '[probe]\nprobes = [{ type = "mlp" }, { type = "knn" }]\n')
+    from musicrep.report import render_report
+
+    report = render_report(tmp_path)
+    assert report.header == ["task", "probe", "metric", "zeta", "mid", "alpha", "extra"]
+    assert [row[:2] for row in report.body] == [["beta", "mlp"], ["beta", "knn"], ["alpha", "mlp"], ["alpha", "knn"]]
+
+
+def test_twelve_classes_get_twelve_colours() -> None:
+    assert len({class_style(i)["color"] for i in range(12)}) == 12  # C and Bb, C# and B apart
+
+
+def write_store(path: Path, kind: str, rng: np.random.Generator, scale: float, n: int = 60) -> None:
+    from musicrep.store import StoreWriter, TrackEmbedding
+
+    labels = [f"c{i}" for i in range(3)] if kind != "regression" else ["tempo"]
+    writer = StoreWriter(path, {"m": 1}, kind=kind, label_names=labels)
+    for i in range(n):
+        y = np.eye(3, dtype=np.float32)[i % 3] if kind != "regression" else np.array([rng.normal()], np.float32)
+        x = (scale * rng.standard_normal((1, 6))).astype(np.float32)
+        writer.add(TrackEmbedding(str(i), ("train", "train", "valid", "test")[i % 4], y, x, np.zeros(1, np.float32)))
+    writer.finish()
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "regression"])
+def test_pca_shows_every_split_on_a_standardised_scale(tmp_path: Path, kind: str) -> None:
+    """Two models whose embeddings differ in scale 100-fold get PCA axes of the same extent, and
+    every split is drawn (train, valid and test points all in the figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from unittest import mock
+
+    from musicrep import plots
+
+    rng = np.random.default_rng()
+    extents, counts = [], []
+    for scale in (0.01, 1.0):
+        write_store(tmp_path / f"s{scale}.h5", kind, rng, scale)
+        with mock.patch.object(plots, "_pca_figure", wraps=plots._pca_figure) as figure:
+            plots.pca_scatter(tmp_path / f"s{scale}.h5", tmp_path / f"p{scale}.png")
+        xy, _, splits = figure.call_args.args[:3]
+        extents.append(np.abs(xy).max())
+        counts.append(sorted(set(splits.tolist())))
+        assert (tmp_path / f"p{scale}.pdf").read_bytes().startswith(b"%PDF")
+    assert counts == [["test", "train", "valid"]] * 2
+    assert 0.3 < extents[0] / extents[1] < 3  # the same scale, though one model's numbers are 100x smaller
+
+
+def test_a_readers_style_is_applied_and_a_missing_one_is_named(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib
+
+    from musicrep.errors import MusicrepError
+    from musicrep.plots import STYLE_VARIABLE, style
+
+    own = tmp_path / "mine.mplstyle"
+    own.write_text("font.size: 17.5\nsavefig.dpi: 150\n")
+    monkeypatch.setenv(STYLE_VARIABLE, str(own))
+    with style():
+        assert matplotlib.rcParams["font.size"] == 17.5 and matplotlib.rcParams["savefig.dpi"] == 150
+    monkeypatch.delenv(STYLE_VARIABLE)
+    with style():
+        assert matplotlib.rcParams["savefig.dpi"] == 300  # musicrep's own: print resolution
+    monkeypatch.setenv(STYLE_VARIABLE, str(tmp_path / "none.mplstyle"))
+    with pytest.raises(MusicrepError, match="none.mplstyle: neither a style file"):
+        with style():
+            pass

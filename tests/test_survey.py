@@ -57,8 +57,9 @@ def test_the_plan_counts_each_task_and_warns_before_any_work(tmp_path: Path, cap
     path.write_text(PIPELINE.format(policy="skip"))
     assert run_pipeline(path, dry_run=True) is None
     err = capsys.readouterr().err
-    assert "task mine: " in err and "multiclass, 9 items, 2 classes, train/valid/test 5/1/3" in err
+    assert "task mine: csv data/manifest.csv, multiclass, 9 items, 2 classes, train/valid/test 5/1/3" in err
     assert "warning: task mine: test split 'test' has 3 items (under 50)" in err
+    assert "warning: task mine: valid split 'valid' has 1 items (under 30): the probes choose their settings" in err
     shortest = min(seconds)
     assert (f"warning: task mine: 2 of 8 clips are shorter than the 0.5 s embed window (shortest {shortest:.2f} s, "
             f"{data / f'clip{seconds.index(shortest)}.wav'})") in err
@@ -85,5 +86,52 @@ def test_generated_clips_are_checked_by_what_the_task_knows(tmp_path: Path, caps
         f'type = "synth"\nn_classes = 2\nn_train = 4\nn_valid = 2\nn_test = 60\nseconds = {seconds}'))
     run_pipeline(path, dry_run=True)
     err = capsys.readouterr().err
-    assert "2 classes, train/valid/test 4/2/60" in err and "under 50" not in err
+    assert "2 classes, train/valid/test 4/2/60" in err and "test split" not in err
+    assert "valid split 'valid' has 2 items (under 30)" in err
     assert f"66 of 66 clips are shorter than the 0.5 s embed window (shortest {seconds:.2f} s" in err
+
+
+def test_a_task_without_a_valid_split_warns_of_the_carved_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Without a valid split, the probes choose on 15 % of train: 40 train items give 6."""
+    path = tmp_path / "p.toml"
+    path.write_text(PIPELINE.format(policy="skip").replace(
+        'type = "csv"\npath = "data/manifest.csv"',
+        'type = "synth"\nn_classes = 2\nn_train = 40\nn_valid = 0\nn_test = 60\nseconds = 0.6'))
+    run_pipeline(path, dry_run=True)
+    err = capsys.readouterr().err
+    assert "warning: task mine: valid split (15% carved from train) has 6 items (under 30)" in err
+
+
+def test_unreadable_files_under_fail_stop_the_plan(tmp_path: Path) -> None:
+    """A text file and random bytes named .wav: under on_bad_audio = "fail" the plan reads every
+    listed file's header and stops there, in one line naming both, before any work."""
+    rng = np.random.default_rng()
+    write_task(tmp_path, rng)
+    data = tmp_path / "data"
+    (data / "notes.wav").write_text("not audio at all\n")
+    (data / "noise.wav").write_bytes(rng.bytes(int(rng.integers(100, 4000))))
+    manifest = data / "manifest.csv"
+    rows = [r for r in manifest.read_text().splitlines() if not r.startswith("missing")]
+    manifest.write_text("\n".join(rows + ["notes.wav,a,train", "noise.wav,b,test"]) + "\n")
+    path = tmp_path / "p.toml"
+    path.write_text(PIPELINE.format(policy="fail"))
+    for dry_run in (True, False):
+        with pytest.raises(TaskDataError) as caught:
+            run_pipeline(path, dry_run=dry_run)
+        message = str(caught.value)
+        assert "\n" not in message and "2 listed audio file(s) are not readable audio" in message
+        assert str(data / "notes.wav") in message and str(data / "noise.wav") in message
+    assert not (tmp_path / "runs").exists()
+    path.write_text(PIPELINE.format(policy="skip"))
+    assert run_pipeline(path, dry_run=True) is None  # under "skip" they are skipped later, not refused
+
+
+def test_a_missing_task_folder_names_the_toml_and_its_section(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(PIPELINE.format(policy="skip").replace(
+        'type = "csv"\npath = "data/manifest.csv"', 'type = "gtzan"\npath = "nowhere/gtzan"'))
+    with pytest.raises(TaskDataError) as caught:
+        run_pipeline(path, dry_run=True)
+    message = str(caught.value)
+    assert message.startswith(f"{path} [tasks.mine]: ") and str(tmp_path / "nowhere" / "gtzan") in message
+    assert "does not exist" in message and "\n" not in message

@@ -152,3 +152,71 @@ def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
                and not torch.equal(v, dict(initial.named_parameters())[n])]
     assert trained, "training changed no weight"
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4
+
+
+class BadTone:
+    """A task whose items all decode, but one: its file is bad audio."""
+
+    def __init__(self, task, bad_id: str) -> None:
+        self.task, self.bad_id = task, bad_id
+        self.kind, self.label_names = task.kind, task.label_names
+
+    def audio(self, item, sample_rate):
+        from musicrep.audio import BadAudioError
+
+        if item.id == self.bad_id:
+            raise BadAudioError(f"/data/{item.id}.wav", "not readable as audio (format not recognised)")
+        return self.task.audio(item, sample_rate)
+
+
+def test_the_last_progress_line_shows_the_final_loss(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    seed = int(torch.randint(0, 10_000, ()))
+    embedder, _, sources = setup(seed)
+    summary = train(embedder, Supervised(Supervised.Config()), [], sources, TrainingData("multiclass", 3),
+                    settings(seed, 7), tmp_path, device=torch.device("cpu"), key="k", label="pretrain m")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pretrain m: 7/7")]
+    assert len(lines) == 1 and f"loss={summary['final_loss']:.4f}" in lines[0]
+
+
+def test_a_long_warmup_is_cut_to_a_quarter_of_a_short_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dataclasses import replace
+
+    seed = int(torch.randint(0, 10_000, ()))
+    embedder, _, sources = setup(seed)
+    rates = []
+    run = replace(settings(seed, 8), warmup_steps=100)
+    train(embedder, Supervised(Supervised.Config()), [], sources, TrainingData("multiclass", 3), run, tmp_path,
+          device=torch.device("cpu"), key="k", progress=False, label="pretrain m",
+          notify=lambda hook, **kw: rates.append(kw["metrics"]["lr"]) if hook == "musicrep_on_train_step" else None)
+    assert "pretrain m: warmup_steps = 100 is over 25% of the 8 steps; warming up over 2" in capsys.readouterr().err
+    assert max(rates) == pytest.approx(run.lr)  # the run reaches its learning rate
+
+
+@pytest.mark.parametrize("policy", ["skip", "fail"])
+def test_pretraining_follows_the_bad_audio_policy(tmp_path: Path, capsys: pytest.CaptureFixture, policy: str) -> None:
+    """A bad clip stops pre-training under "fail" (one error naming the file); under "skip" it is
+    named once per run in musicrep's words, however often batches meet it, and no Python
+    warning points at a torch source line."""
+    import warnings
+    from dataclasses import replace
+
+    from musicrep.audio import BadAudioError
+
+    seed = int(torch.randint(0, 10_000, ()))
+    embedder, task, sources = setup(seed)
+    bad = BadTone(task, sources[0].item.id)
+    sources = [Source(bad, s.item, s.target) for s in sources]
+    run = replace(settings(seed, 6), on_bad_audio=policy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if policy == "fail":
+            with pytest.raises(BadAudioError, match=rf"/data/{sources[0].item.id}\.wav: not readable as audio"):
+                train(embedder, Supervised(Supervised.Config()), [], sources, TrainingData("multiclass", 3), run,
+                      tmp_path, device=torch.device("cpu"), key="k", progress=False)
+            return
+        for folder in ("a", "b"):  # two models of one run meet the same file
+            train(embedder, Supervised(Supervised.Config()), [], sources, TrainingData("multiclass", 3), run,
+                  tmp_path / folder, device=torch.device("cpu"), key="k", progress=False, label="pretrain m")
+    err = capsys.readouterr().err
+    assert err.count(f"/data/{sources[0].item.id}.wav") == 1
+    assert f"musicrep: warning: pretrain m: skipping bad audio /data/{sources[0].item.id}.wav" in err

@@ -18,6 +18,7 @@ from musicrep.model import Embedder
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec
 from musicrep.registry import Registry
 from musicrep.rundir import RunDir
+from musicrep.text import for_terminal
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class StageOutcome:
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A line for the user on stderr; control characters from input (a file name, a label) are
+    shown escaped, never sent to the terminal (``musicrep.text.for_terminal``)."""
+    print(for_terminal(message, keep_newlines=True), file=sys.stderr, flush=True)
 
 
 def model_seed(run_seed: int, model_name: str) -> int:

@@ -110,7 +110,7 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
     of an identical earlier run and return None."""
     folder = context.run.model(model.name)
     fields = {k: v for k, v in asdict(model.pretrain).items() if k != "data"}
-    settings = TrainSettings(**fields, seed=model.seed)
+    settings = TrainSettings(**fields, seed=model.seed, on_bad_audio=context.spec.embed.on_bad_audio)
     description = pretrain_description(context, model)
     key = training_key(description)
     cached = cached_weights(context, model)

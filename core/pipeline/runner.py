@@ -26,6 +26,7 @@ from musicrep.pipeline.task_check import check_task
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
 from musicrep.registry import Registry, default_registry
 from musicrep.rundir import RunDir
+from musicrep.tasks import TaskDataError
 
 #: the stages in the order they run; each takes the previous one's output
 STAGES = {"pretrain": pretrain, "embed": embed, "probe": probe, "report": report}
@@ -63,7 +64,12 @@ class PipelineRun:
         """Every error a config can cause without doing the work, raised before the run directory
         exists: the tasks load, the probes serve their kinds, each model's front end and encoder
         embed a window together, each pre-training source exists. Returns the tasks."""
-        tasks = {name: ref.create(self.registry) for name, ref in self.spec.tasks.items()}
+        tasks = {}
+        for name, ref in self.spec.tasks.items():
+            try:
+                tasks[name] = ref.create(self.registry)
+            except TaskDataError as exc:  # a missing folder or file: name the TOML section that asked for it
+                raise TaskDataError(f"{self.spec.path} [{ref.section}]: {exc}") from None
         for name, task in tasks.items():
             check_task(name, task, str(self.spec.path))
         self.check_compatibility(tasks)
@@ -174,7 +180,7 @@ def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> l
     if spec.run.seeds:
         lines.append(f"  seeds {', '.join(map(str, spec.run.seeds))}: every model is pre-trained, embedded and probed "
                      "once per seed, as <model>.seed<N>; the report gives their mean and spread")
-    lines += [f"  {survey.describe(name, task)}" for name, task in tasks.items()]
+    lines += [f"  {survey.describe(name, task, spec.path.parent)}" for name, task in tasks.items()]
     lines.append(f"  embed: {spec.embed.window} s windows every {spec.embed.hop} s, {spec.embed.pooling} pooling")
     lines.append(f"  probes: {', '.join(p.name for p in spec.probes)}")
     return lines + [f"  warning: {line}" for line in survey.warnings(tasks, spec.embed.window, spec.embed.on_bad_audio)]
