@@ -82,11 +82,12 @@ class MuleMelConfig(MelConfig):
     log_scale: float = 10000.0
 
 
-def _float_batch(wave: torch.Tensor) -> torch.Tensor:
-    """The front-end contract: ``[B, T]`` in, float32 features out."""
+def _float_batch(wave: torch.Tensor, check_finite: bool = True) -> torch.Tensor:
+    """The front-end contract: ``[B, T]`` in, float32 features out. ``check_finite=False`` where
+    the op that follows scans the samples itself (the mel operator, the reference)."""
     if isinstance(wave, torch.Tensor) and wave.dim() != 2:
         raise ValueError(f"a front end takes waves [B, T], got shape {tuple(wave.shape)}")
-    return check_wave(wave).to(torch.float32)
+    return check_wave(wave, check_finite).to(torch.float32)
 
 
 class _MelFrontend(nn.Module):
@@ -116,7 +117,7 @@ class MelFrontend(_MelFrontend):
     """Log-mel spectrogram by the fused compiled kernel (CPU or CUDA)."""
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return ops.mel_spectrogram(_float_batch(wave), **self.mel_kwargs())
+        return ops.mel_spectrogram(_float_batch(wave, check_finite=False), **self.mel_kwargs())
 
 
 class MuleMelFrontend(MelFrontend):
@@ -129,7 +130,7 @@ class TorchMelFrontend(_MelFrontend):
     """Log-mel spectrogram in plain PyTorch (torch.stft + filter matrix): the reference."""
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return ops.reference.mel_spectrogram(_float_batch(wave), **self.mel_kwargs())
+        return ops.reference.mel_spectrogram(_float_batch(wave, check_finite=False), **self.mel_kwargs())
 
 
 @dataclass

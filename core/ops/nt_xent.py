@@ -40,7 +40,8 @@ def check_inputs(z1: object, z2: object, temperature: object) -> None:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
             or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    for name, z in (("z1", z1), ("z2", z2)):
+    # eager only, to name the tensor; traced, the operator's own check stands (validate.tracing)
+    for name, z in (("z1", z1), ("z2", z2)) if not validate.tracing() else ():
         if not bool(torch.isfinite(z).all()):
             raise ValueError(f"{name} holds non-finite values (nan or inf)")
 

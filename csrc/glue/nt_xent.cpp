@@ -40,6 +40,12 @@ void check_backward_inputs(const at::Tensor& u, const at::Tensor& lse, const at:
               "nt_xent_lse: g must be a contiguous [M] tensor in the accumulation dtype");
 }
 
+// The value check lives in the op (not in a Python branch), so a traced loss keeps it.
+void check_finite(const at::Tensor& u) {
+  TORCH_CHECK_VALUE(at::isfinite(u).all().item<bool>(),
+                    "nt_xent: the embeddings hold non-finite values (nan or inf)");
+}
+
 #ifdef MUSICREP_WITH_CUDA
 cuda::Dtype cuda_dtype(const at::Tensor& u) {
   switch (u.scalar_type()) {
@@ -55,6 +61,7 @@ cuda::Dtype cuda_dtype(const at::Tensor& u) {
 #ifdef MUSICREP_WITH_CUDA
 at::Tensor nt_xent_lse_cuda(const at::Tensor& u, int64_t M, double inv_tau) {
   check_inputs(u, M, inv_tau);
+  check_finite(u);
   const int64_t Mc = u.size(0), D = u.size(1);
   auto lse = at::empty({M}, u.options().dtype(acc_type(u)));
   const c10::cuda::CUDAGuard guard(u.device());
@@ -79,6 +86,7 @@ at::Tensor nt_xent_lse_backward_cuda(const at::Tensor& u, const at::Tensor& lse,
 
 at::Tensor nt_xent_lse_cpu(const at::Tensor& u, int64_t M, double inv_tau) {
   check_inputs(u, M, inv_tau);
+  check_finite(u);
   TORCH_CHECK(u.is_cpu(), "nt_xent_lse: the CPU kernel got a tensor on ", u.device());
   const int64_t Mc = u.size(0), D = u.size(1);
   auto lse = at::empty({M}, u.options().dtype(acc_type(u)));
