@@ -22,7 +22,7 @@ from musicrep.config import interval, invalid, non_negative, nyquist, positive
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.ops.mel_args import MelArgs, check_wave, mel_args
 from musicrep.ops.validate import MAX_N_FFT
-from musicrep.ops.reference.mel import log_compress
+from musicrep.ops.reference.mel import log_compress, mel_spectrogram_unchecked
 
 LogMode = Literal["none", "log", "db", "log1p", "log10p"]
 
@@ -119,6 +119,11 @@ class MelFrontend(_MelFrontend):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return ops.mel_spectrogram(_float_batch(wave, check_finite=False), **self.mel_kwargs())
 
+    def reference_twin(self) -> nn.Module:
+        """The same features in plain PyTorch ops (``torch-mel``), for an export format that has
+        no form for the compiled operator (ONNX: musicrep.export)."""
+        return TorchMelFrontend(self.config)
+
 
 class MuleMelFrontend(MelFrontend):
     """MULE's log-mel front end (96 HTK bands, 10 ms hop at 16 kHz) by the compiled kernel."""
@@ -127,10 +132,22 @@ class MuleMelFrontend(MelFrontend):
 
 
 class TorchMelFrontend(_MelFrontend):
-    """Log-mel spectrogram in plain PyTorch (torch.stft + filter matrix): the reference."""
+    """Log-mel spectrogram in plain PyTorch (torch.stft + filter matrix): the reference.
+
+    Its window and filters are kept as buffers (not saved: they follow from the config), so an
+    exported graph holds them as constants instead of the code that computes them."""
+
+    def __init__(self, config: MelConfig | None = None) -> None:
+        super().__init__(config)
+        s = self.settings
+        self.register_buffer("window", torch.hann_window(s.win_length), persistent=False)
+        self.register_buffer("filters", ops.reference.mel_filterbank(
+            s.sample_rate, s.n_fft, s.n_mels, s.f_min, s.f_max, s.mel_scale, s.norm), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return ops.reference.mel_spectrogram(_float_batch(wave, check_finite=False), **self.mel_kwargs())
+        wave = _float_batch(wave)
+        self.settings.check_length(wave.shape[1])
+        return mel_spectrogram_unchecked(wave, self.settings, self.window, self.filters)
 
 
 @dataclass
