@@ -95,7 +95,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "librosa>=0.10",
-                 "mule-torch==0.2.0"],
+                 "mule-torch==0.2.0", "onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.20"],
         # Hugging Face audio models from a local folder (musicrep.plugins.hf); transformers asks no torch of its own
         "hf": ["transformers>=4.40"],
     },

@@ -25,6 +25,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from musicrep.export import export_model
+    from musicrep.load import load_model
+
+    model = load_model(args.model, weights=args.weights)
+    summary = export_model(model.embedder, args.format, args.out)
+    for note in summary.notes:
+        print(f"note: {note}")
+    shapes = ", ".join(f"{b}x{t}" for b, t in summary.checked_shapes)
+    print(f"wrote {summary.path} ({summary.format}): waves [batch, samples] at {model.sample_rate} Hz -> "
+          f"embeddings [batch, {model.dim}]; matches the eager model on random audio ({shapes}) "
+          f"within {summary.max_relative_error:.1e} (relative L2)")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -203,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("kind", nargs="?", default=None, help="only this kind (e.g. encoder)")
     plugins.add_argument("name", nargs="?", default=None, help="this component's options (e.g. `task csv`)")
     plugins.set_defaults(handler=_cmd_plugins)
+    export = sub.add_parser("export", help="write a model as one deployable file (ONNX, torch.export or "
+                                       "TorchScript), checked against the eager model")
+    export.add_argument("model", help="a ready model's name (e.g. mule), a run folder or a checkpoint")
+    export.add_argument("--format", required=True, choices=("onnx", "exported-program", "torchscript"))
+    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument("--weights", default=None, help="weights for a named model (e.g. a MULE checkpoint)")
+    export.set_defaults(handler=_cmd_export)
     report = sub.add_parser("report", help="print and write the table of a run's finished probes")
     report.add_argument("run_dir", help="a run directory made by `musicrep run`")
     report.set_defaults(handler=_cmd_report)

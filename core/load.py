@@ -1,15 +1,15 @@
 """``musicrep.load_model``: one call from a model's name or a musicrep run to a ready model.
 
-A ready model takes waves at its ``sample_rate`` and gives track embeddings (``forward``) or
-per-window embeddings with their start times (``timeline``), without autograd and always as
-float32 whatever precision it computes in. Everything about the weights is checked before any
+A ready model takes mono clips at its ``sample_rate`` (a list of any lengths, or ``[B, T]`` with
+``lengths``) and gives track embeddings (``forward``) or per-window embeddings with their start
+times (``timeline``), without autograd and always as float32 whatever precision it computes in. Everything about the weights is checked before any
 audio is touched: a wrong file fails at load time with the file and the tensor named.
 """
 from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,14 @@ EMBEDDER_KEYS = ("window", "hop", "pooling", "windowing")
 
 
 class ReadyModel(nn.Module):
-    """A frozen-use Embedder: waves ``[B, T]`` in, float32 embeddings out, no autograd.
+    """A frozen-use Embedder: mono clips in, float32 embeddings out, no autograd.
+
+    ``forward`` takes a list of 1-D clips of any lengths, or ``[B, T]`` (with ``lengths`` when
+    its rows are zero-padded clips), and embeds every clip as extraction does: each through
+    ``Embedder.track_windows`` on its own samples only, so no window of padding enters its mean
+    and a clip embeds the same in any batch as alone. The embeddings are ordinary tensors (the
+    work runs under ``torch.inference_mode``; what is returned is copied out of it), so they can
+    feed a model that is trained: ``head(model(clips)).sum().backward()`` works.
 
     ``precision="bf16"`` runs the encoder under autocast (the front end stays float32, since
     log-mel in bfloat16 loses the detail the encoder reads). ``.embedder`` is the underlying
@@ -61,25 +68,77 @@ class ReadyModel(nn.Module):
             return nullcontext()
         return torch.autocast(device.type, dtype=dtype)
 
-    @torch.inference_mode()
+    def _encode(self, windows: torch.Tensor, max_windows: int | None) -> torch.Tensor:
+        """``[N, F, width]`` windows -> ``[N, D]`` float32, ``max_windows`` at a time."""
+        step = max_windows or max(len(windows), 1)
+        with self._autocast(windows.device):
+            return torch.cat([self.embedder.encoder(windows[i:i + step]).float()
+                              for i in range(0, len(windows), step)])
+
     def timeline(self, wave: torch.Tensor, max_windows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waves ``[B, T]`` -> window embeddings ``[B, W, D]`` and window start times (s).
+        """Clips of one length ``[B, T]`` -> window embeddings ``[B, W, D]`` and window start times (s).
 
         ``max_windows`` bounds how many windows the encoder sees at once (memory for long audio).
         """
-        windows, offsets = self.embedder.windows(wave.float())
-        b, w = windows.shape[:2]
-        flat = windows.flatten(0, 1)
-        step = max_windows or len(flat)
-        with self._autocast(windows.device):
-            embeddings = torch.cat([self.embedder.encoder(flat[i:i + step]).float()
-                                    for i in range(0, len(flat), step)])
-        return embeddings.view(b, w, -1), offsets
+        clips = self._clips(wave, None)
+        if len({len(c) for c in clips}) > 1:
+            raise ValueError("timeline takes clips of one length ([B, T]); embed clips of different "
+                             "lengths one at a time")
+        with torch.inference_mode():
+            per_clip = [self.embedder.track_windows(c) for c in clips]
+            embeddings = self._encode(torch.cat([w for w, _ in per_clip]), max_windows)
+            embeddings = embeddings.view(len(clips), len(per_clip[0][0]), -1)
+        return embeddings.clone(), per_clip[0][1].clone()  # ordinary tensors, out of inference mode
 
-    @torch.inference_mode()
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Waves ``[B, T]`` -> track embeddings ``[B, D]`` (the pooled timeline)."""
-        return self.embedder.pool(self.timeline(wave)[0])
+    def forward(self, clips: torch.Tensor | Sequence[torch.Tensor],
+                lengths: torch.Tensor | Sequence[int] | None = None, max_windows: int | None = None) -> torch.Tensor:
+        """Clips (a list of ``[T_i]``, or ``[B, T]`` whose row ``i`` holds ``lengths[i]`` samples and
+        padding after them) -> track embeddings ``[B, D]``: each the pooled embeddings of its own
+        windows, the same whatever else is in the batch."""
+        clips = self._clips(clips, lengths)
+        with torch.inference_mode():
+            per_clip = [self.embedder.track_windows(c)[0] for c in clips]
+            embeddings = self._encode(torch.cat(per_clip), max_windows)
+            pooled = torch.stack([self.embedder.pool(e) for e in embeddings.split([len(w) for w in per_clip])])
+        return pooled.clone()  # an ordinary tensor, out of inference mode
+
+    def _clips(self, clips: object, lengths: object) -> list[torch.Tensor]:
+        """The clips as 1-D float32 tensors of their own lengths, each checked."""
+        rate = self.sample_rate
+        stereo_hint = (f"the model takes mono clips at {rate} Hz: mix and resample with "
+                       f"musicrep.audio.load(path, {rate})")
+        if isinstance(clips, torch.Tensor):
+            if clips.dim() == 1:
+                clips = clips[None]
+            if clips.dim() != 2:
+                raise ValueError(f"got clips of shape {tuple(clips.shape)}: {stereo_hint}")
+            if clips.shape[-1] <= 2 < clips.shape[0]:
+                raise ValueError(f"got shape {tuple(clips.shape)}, which looks like (samples, channels): "
+                                 f"{stereo_hint}")
+            rows = list(clips)
+        elif isinstance(clips, Sequence) and not isinstance(clips, (str, bytes)):
+            if lengths is not None:
+                raise ValueError("lengths applies to a padded [B, T] tensor; a list of clips carries its own")
+            rows = list(clips)
+            for i, c in enumerate(rows):
+                if not isinstance(c, torch.Tensor):
+                    raise ValueError(f"clip {i} is a {type(c).__name__}, not a torch.Tensor")
+                if c.dim() != 1:
+                    raise ValueError(f"clip {i} has shape {tuple(c.shape)}, not [T]: {stereo_hint}")
+        else:
+            raise ValueError(f"clips must be a [B, T] tensor or a list of [T] tensors, got {type(clips).__name__}")
+        if not rows:
+            raise ValueError("no clips to embed")
+        if lengths is not None:
+            counts = [int(n) for n in (lengths.tolist() if isinstance(lengths, torch.Tensor) else lengths)]
+            if len(counts) != len(rows) or any(not 0 < n <= len(rows[0]) for n in counts):
+                raise ValueError(f"lengths must hold one count in [1, {len(rows[0])}] per row ({len(rows)}), "
+                                 f"got {counts}")
+            rows = [r[:n] for r, n in zip(rows, counts)]
+        for i, r in enumerate(rows):
+            if len(r) == 0:
+                raise ValueError(f"clip {i} is empty")
+        return [r.float() for r in rows]
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

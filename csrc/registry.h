@@ -1,4 +1,5 @@
-// Each glue file registers its own Python bindings, so adding an op never edits bind.cpp.
+// Python helpers that are not ops (an op is registered with TORCH_LIBRARY_IMPL, glue/library.cpp):
+// each glue file adds its own, so adding one never edits bind.cpp.
 #pragma once
 #include <torch/extension.h>
 

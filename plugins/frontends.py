@@ -22,7 +22,7 @@ from musicrep.config import interval, invalid, non_negative, nyquist, positive
 from musicrep.hookspecs import Factories, hookimpl
 from musicrep.ops.mel_args import MelArgs, check_wave, mel_args
 from musicrep.ops.validate import MAX_N_FFT
-from musicrep.ops.reference.mel import log_compress
+from musicrep.ops.reference.mel import log_compress, mel_spectrogram_unchecked
 
 LogMode = Literal["none", "log", "db", "log1p", "log10p"]
 
@@ -82,11 +82,12 @@ class MuleMelConfig(MelConfig):
     log_scale: float = 10000.0
 
 
-def _float_batch(wave: torch.Tensor) -> torch.Tensor:
-    """The front-end contract: ``[B, T]`` in, float32 features out."""
+def _float_batch(wave: torch.Tensor, check_finite: bool = True) -> torch.Tensor:
+    """The front-end contract: ``[B, T]`` in, float32 features out. ``check_finite=False`` where
+    the op that follows scans the samples itself (the mel operator, the reference)."""
     if isinstance(wave, torch.Tensor) and wave.dim() != 2:
         raise ValueError(f"a front end takes waves [B, T], got shape {tuple(wave.shape)}")
-    return check_wave(wave).to(torch.float32)
+    return check_wave(wave, check_finite).to(torch.float32)
 
 
 class _MelFrontend(nn.Module):
@@ -116,7 +117,12 @@ class MelFrontend(_MelFrontend):
     """Log-mel spectrogram by the fused compiled kernel (CPU or CUDA)."""
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return ops.mel_spectrogram(_float_batch(wave), **self.mel_kwargs())
+        return ops.mel_spectrogram(_float_batch(wave, check_finite=False), **self.mel_kwargs())
+
+    def reference_twin(self) -> nn.Module:
+        """The same features in plain PyTorch ops (``torch-mel``), for an export format that has
+        no form for the compiled operator (ONNX: musicrep.export)."""
+        return TorchMelFrontend(self.config)
 
 
 class MuleMelFrontend(MelFrontend):
@@ -126,10 +132,22 @@ class MuleMelFrontend(MelFrontend):
 
 
 class TorchMelFrontend(_MelFrontend):
-    """Log-mel spectrogram in plain PyTorch (torch.stft + filter matrix): the reference."""
+    """Log-mel spectrogram in plain PyTorch (torch.stft + filter matrix): the reference.
+
+    Its window and filters are kept as buffers (not saved: they follow from the config), so an
+    exported graph holds them as constants instead of the code that computes them."""
+
+    def __init__(self, config: MelConfig | None = None) -> None:
+        super().__init__(config)
+        s = self.settings
+        self.register_buffer("window", torch.hann_window(s.win_length), persistent=False)
+        self.register_buffer("filters", ops.reference.mel_filterbank(
+            s.sample_rate, s.n_fft, s.n_mels, s.f_min, s.f_max, s.mel_scale, s.norm), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return ops.reference.mel_spectrogram(_float_batch(wave), **self.mel_kwargs())
+        wave = _float_batch(wave)
+        self.settings.check_length(wave.shape[1])
+        return mel_spectrogram_unchecked(wave, self.settings, self.window, self.filters)
 
 
 @dataclass

@@ -116,7 +116,7 @@ class StandardizedConv2d(nn.Conv2d):
 
     def kernel(self) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and (self.weight.requires_grad or self.gain.requires_grad)
-        if self.training or needs_grad:
+        if self.training or needs_grad or torch.compiler.is_compiling():  # traced: no cache keyed on storage
             return self.standardized_weight()
         key = (self.weight._version, self.gain._version, self.weight.data_ptr(), self.gain.data_ptr())
         if self._cached is None or self._cached[0] != key:

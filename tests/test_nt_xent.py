@@ -132,12 +132,12 @@ def test_cuda_matches_reference(rng: torch.Generator, dtype: torch.dtype, rtol: 
 @pytest.mark.parametrize("n_candidates, n_anchors", [(300, 100), (260, 64), (129, 65)])
 def test_anchor_rows_against_extra_negatives(rng: torch.Generator, n_candidates: int, n_anchors: int) -> None:
     """The core the distributed path uses: anchors are the first rows, the rest only negatives."""
-    from musicrep.ops.nt_xent import _SimilarityLogSumExp
+    from musicrep._native import native_ops
 
     u = torch.nn.functional.normalize(torch.randn(n_candidates, 24, generator=rng, dtype=torch.float64), dim=1)
     weights = torch.rand(n_anchors, generator=rng, dtype=torch.float64)
     a, b = u.clone().requires_grad_(), u.clone().requires_grad_()
-    got = _SimilarityLogSumExp.apply(a, n_anchors, 5.0)
+    got = native_ops().nt_xent_lse(a, n_anchors, 5.0)
     logits = (b[:n_anchors] @ b.T * 5.0).masked_fill(torch.eye(n_anchors, n_candidates, dtype=torch.bool), float("-inf"))
     want = torch.logsumexp(logits, dim=1)
     (got * weights).sum().backward()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from musicrep._native import native
+from musicrep._native import native_ops
 from musicrep.ops import validate
 
 
@@ -21,6 +21,6 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, f_min: float = 0
     f_min, f_max = validate.frequency_range(sample_rate, f_min, f_max)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    weights = native().mel_filterbank(n_mels, n_fft, float(sample_rate), f_min, f_max,
-                                      mel_scale == "htk", validate.filter_norm(norm))
+    weights = native_ops().mel_filterbank(n_mels, n_fft, float(sample_rate), f_min, f_max,
+                                          mel_scale == "htk", validate.filter_norm(norm))
     return weights.to(dtype)

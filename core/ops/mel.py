@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from musicrep._native import has_cuda_kernels, native
+from musicrep._native import has_cuda_kernels, native_ops
 from musicrep.ops import validate
 from musicrep.ops.mel_args import LOG_MODES, PAD_MODES, MelArgs, apply_top_db, check_wave, mel_args
-from musicrep.ops.reference.mel import mel_spectrogram_unchecked
 
 #: The frame and its power spectrum live in one block's shared memory (H100/A100: 227/163 KiB).
 _CUDA_SHARED_BYTES = 160 * 1024
@@ -30,16 +29,17 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
     ``log``: ``"none"``; ``"log"`` ln(max(x, log_floor)); ``"db"`` 10 log10(max(x, log_floor)),
     optionally clamped to ``top_db`` below each spectrogram's peak; ``"log1p"`` ln(1 + log_scale x);
     ``"log10p"`` log10(1 + log_scale x) (MULE: log_scale=10000). ``check_finite=False`` skips the
-    NaN/inf scan (a device sync on CUDA) for inputs already known to be finite.
+    NaN/inf scan (a device sync on CUDA) for inputs already known to be finite; the scan runs
+    inside the operator, so tracing (torch.compile, torch.export) meets no branch on the samples.
 
     Differentiable: the gradient is that of ``musicrep.ops.reference.mel_spectrogram``, recomputed
-    in the backward pass (the fused kernel itself is forward-only).
+    in the backward pass (the fused kernel itself is forward-only; musicrep.ops.registration).
     """
     args = mel_args(sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max, power, center,
                     pad_mode, mel_scale, norm, log, log_floor, log_scale, top_db)
     if isinstance(wave, torch.Tensor):
         validate.native_device("wave", wave)
-    batch = check_wave(wave, check_finite)
+    batch = check_wave(wave, check_finite=False)  # the operator scans the samples itself
     args.check_length(batch.shape[1])
     if batch.is_cuda and not has_cuda_kernels():
         raise ValueError("wave is on CUDA but musicrep._C was built without CUDA kernels; use "
@@ -47,36 +47,14 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
     if batch.is_cuda and (args.n_fft + args.n_fft // 2 + 1) * batch.element_size() > _CUDA_SHARED_BYTES:
         raise ValueError(f"n_fft={args.n_fft} does not fit the CUDA kernel's shared memory for "
                          f"{batch.dtype}; use the CPU or musicrep.ops.reference.mel_spectrogram")
-    if batch.requires_grad and torch.is_grad_enabled():
-        out = _MelFunction.apply(batch, args)
-    else:
-        out = _compiled(batch.detach(), args)
-    out = apply_top_db(out, args.top_db)
+    out = apply_top_db(_compiled(batch, args, check_finite), args.top_db)
     return out[0] if wave.dim() == 1 else out
 
 
-def _compiled(batch: torch.Tensor, args: MelArgs) -> torch.Tensor:
-    """The fused kernel (on the batch's device and its current stream; the glue picks both)."""
-    return native().mel_spectrogram(
+def _compiled(batch: torch.Tensor, args: MelArgs, check_finite: bool) -> torch.Tensor:
+    """The operator ``musicrep::mel_spectrogram`` (on the batch's device and its current stream)."""
+    return native_ops().mel_spectrogram(
         batch.contiguous(), args.n_fft, args.hop_length, args.win_length, args.n_mels,
         args.sample_rate, args.f_min, args.f_max, args.mel_scale == "htk",
         validate.filter_norm(args.norm), args.power, args.center, PAD_MODES.index(args.pad_mode),
-        LOG_MODES.index(args.log), args.log_floor, args.log_scale)
-
-
-class _MelFunction(torch.autograd.Function):
-    """Fused forward; the backward differentiates the plain-PyTorch reference at the same input."""
-
-    @staticmethod
-    def forward(ctx, batch: torch.Tensor, args: MelArgs) -> torch.Tensor:
-        ctx.save_for_backward(batch)
-        ctx.args = args
-        return _compiled(batch, args)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (batch,) = ctx.saved_tensors
-        with torch.enable_grad():
-            x = batch.detach().requires_grad_(True)
-            (dx,) = torch.autograd.grad(mel_spectrogram_unchecked(x, ctx.args), x, grad)
-        return dx, None
+        LOG_MODES.index(args.log), args.log_floor, args.log_scale, check_finite)

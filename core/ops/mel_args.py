@@ -88,7 +88,8 @@ def mel_args(sample_rate: float, n_fft: int, hop_length: int | None, win_length:
 
 
 def check_wave(wave: object, check_finite: bool = True) -> torch.Tensor:
-    """``wave`` as ``[B, T]`` (a ``[T]`` clip gains a batch axis): float32/64, non-empty, finite."""
+    """``wave`` as ``[B, T]`` (a ``[T]`` clip gains a batch axis): float32/64, non-empty, finite
+    (``check_finite``; the compiled mel operator scans the samples itself)."""
     if not isinstance(wave, torch.Tensor):
         raise ValueError(f"wave must be a torch.Tensor, got {type(wave).__name__}")
     if wave.dtype not in (torch.float32, torch.float64):
@@ -100,8 +101,8 @@ def check_wave(wave: object, check_finite: bool = True) -> torch.Tensor:
     if batch.shape[0] == 0 or batch.shape[1] == 0:
         raise ValueError(f"wave is empty: shape {tuple(wave.shape)}")
     # a finite sum proves every sample finite in one cheap reduction; only an overflowing or
-    # non-finite sum needs the elementwise scan
-    if check_finite and not torch.isfinite(batch.sum()) and not bool(torch.isfinite(batch).all()):
+    # non-finite sum needs the elementwise scan (eager only: see validate.tracing)
+    if check_finite and not validate.tracing() and not torch.isfinite(batch.sum()) and not bool(torch.isfinite(batch).all()):
         raise ValueError("wave contains NaN or infinite samples")
     return batch
 

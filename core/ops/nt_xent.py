@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from musicrep._native import native
+from musicrep._native import native_ops
 from musicrep.ops import distributed, validate
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -40,28 +40,10 @@ def check_inputs(z1: object, z2: object, temperature: object) -> None:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
             or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    for name, z in (("z1", z1), ("z2", z2)):
+    # eager only, to name the tensor; traced, the operator's own check stands (validate.tracing)
+    for name, z in (("z1", z1), ("z2", z2)) if not validate.tracing() else ():
         if not bool(torch.isfinite(z).all()):
             raise ValueError(f"{name} holds non-finite values (nan or inf)")
-
-
-class _SimilarityLogSumExp(torch.autograd.Function):
-    """lse_r = log sum_{c != r} exp(u_r . u_c * inv_tau) for the first M rows of u, fused."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, n_anchors: int, inv_tau: float) -> torch.Tensor:
-        lse = native().nt_xent_lse_forward(u, n_anchors, inv_tau)
-        ctx.save_for_backward(u, lse)
-        ctx.n_anchors, ctx.inv_tau = n_anchors, inv_tau
-        return lse
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_lse: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        u, lse = ctx.saved_tensors
-        grad = native().nt_xent_lse_backward(u, lse, grad_lse.to(lse.dtype).contiguous(), ctx.n_anchors,
-                                             ctx.inv_tau)
-        return grad.to(u.dtype), None, None
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: bool = True,
@@ -92,6 +74,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, normalize: b
         rank = torch.distributed.get_rank()
         parts1, parts2 = distributed.all_gather_with_grad(a1), distributed.all_gather_with_grad(a2)
         candidates += [p for q in range(len(parts1)) if q != rank for p in (parts1[q], parts2[q])]
-    lse = _SimilarityLogSumExp.apply(torch.cat(candidates), 2 * n, 1.0 / temperature)
+    # lse_r = log sum_{c != r} exp(u_r . u_c / temperature) for the 2n anchors, fused (its
+    # gradient is registered with the operator: musicrep.ops.registration)
+    lse = native_ops().nt_xent_lse(torch.cat(candidates), 2 * n, 1.0 / temperature)
     positives = (a1.to(lse.dtype) * a2.to(lse.dtype)).sum(dim=1) / temperature
     return (lse - positives.repeat(2)).mean()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from musicrep._native import has_cuda_kernels, native
+from musicrep._native import has_cuda_kernels, native_ops
 from musicrep.ops import validate
 
 #: Ratios outside [1/MAX_RATIO, MAX_RATIO] are refused: the kernel's taps grow with the ratio.
@@ -98,7 +98,7 @@ def resample_shift(x: torch.Tensor, ratio: torch.Tensor | float, start: torch.Te
         raise ValueError("x is on CUDA but musicrep._C was built without CUDA kernels; reinstall "
                          "musicrep with a CUDA build of torch")
     compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    out = native().resample_shift(x.detach().to(compute).contiguous(), ratio, start, length, zeros)
+    out = native_ops().resample_shift(x.detach().to(compute).contiguous(), ratio, start, length, zeros)
     return out.to(x.dtype)
 
 

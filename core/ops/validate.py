@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from musicrep.checks import choice, finite_number, positive_int  # the kit's argument checks
 
 __all__ = ["MAX_N_FFT", "choice", "filter_norm", "finite_number", "frequency_range", "has_data",
-           "n_fft", "native_device", "positive_int"]
+           "n_fft", "native_device", "positive_int", "tracing"]
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +24,15 @@ def n_fft(value: object) -> int:
     if value > MAX_N_FFT:
         raise ValueError(f"n_fft must be at most {MAX_N_FFT} (2**16), got {value}")
     return value
+
+
+def tracing() -> bool:
+    """Whether the ops are being traced (torch.compile, torch.export, torch.jit.trace) rather than
+    run: a check that reads tensor values in Python is then left out (it cannot be traced, and
+    the compiled operators check their values inside); eager calls always run it."""
+    import torch
+
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def has_data(name: str, tensor: "torch.Tensor") -> None:

@@ -1,6 +1,7 @@
-// musicrep._C.mel_spectrogram: checks (a backstop: musicrep.ops.mel_spectrogram validates first),
-// the tables of the configuration (cached, see glue/mel_table_cache.h), and dispatch to the CPU
-// loop or the CUDA kernels on the wave's device and its current stream.
+// The operator musicrep::mel_spectrogram: checks (a backstop: musicrep.ops.mel_spectrogram validates
+// first; the finiteness of the samples is checked only here), the tables of the configuration
+// (cached, see glue/mel_table_cache.h), and the CPU loop or the CUDA kernels on the wave's device
+// and its current stream.
 #include "cpu/mel.h"
 #include "glue/checks.h"
 #include "glue/cuda_stream.h"
@@ -14,38 +15,26 @@ namespace musicrep {
 
 namespace {
 
-template <typename T>
-void run(const at::Tensor& wave, at::Tensor& out, const MelParams& q, const MelTableKey& key,
-         const cpu::MelFilterSpec& spec) {
-  const auto tables = MelTableCache<T>::instance().get(key, q, spec);
-  const int64_t batch = wave.size(0);
-  if (wave.is_cpu()) {
-    cpu::mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q, tables->view());
-    return;
-  }
-#ifdef MUSICREP_WITH_CUDA
-  const c10::cuda::CUDAGuard guard(wave.device());
-  const c10::cuda::CUDAStream stream = current_stream(wave);
-  // the cache may drop the tables while this launch is queued: the allocator must not hand
-  // their memory on before this stream has read them
-  tables->reals.record_stream(stream);
-  tables->ints.record_stream(stream);
-  cuda::launch_mel_spectrogram<T>(wave.data_ptr<T>(), out.data_ptr<T>(), batch, q, tables->view(),
-                                  stream.stream());
-#else
-  TORCH_CHECK(false, "mel_spectrogram: musicrep._C was built without CUDA kernels");
-#endif
-}
+// One call's settings, checked (a backstop: musicrep.ops.mel_spectrogram validates first), with
+// the key of its cached tables.
+struct MelCall {
+  MelParams q;
+  cpu::MelFilterSpec spec;
+  MelTableKey key;
+};
 
 bool is_pow2(int64_t n) { return n >= 2 && (n & (n - 1)) == 0; }
 
-}  // namespace
+bool all_finite(const at::Tensor& wave) {
+  // a finite sum proves every sample finite in one cheap reduction; only an overflowing or
+  // non-finite sum needs the elementwise scan
+  return at::isfinite(wave.sum()).item<bool>() || at::isfinite(wave).all().item<bool>();
+}
 
-static at::Tensor mel_spectrogram(const at::Tensor& wave, int64_t n_fft, int64_t hop_length,
-                                  int64_t win_length, int64_t n_mels, double sample_rate,
-                                  double f_min, double f_max, bool htk, double norm_p, double power,
-                                  bool center, int64_t pad_mode, int64_t log_mode, double log_floor,
-                                  double log_scale) {
+MelCall prepare(const at::Tensor& wave, int64_t n_fft, int64_t hop_length, int64_t win_length,
+                int64_t n_mels, double sample_rate, double f_min, double f_max, bool htk, double norm_p,
+                double power, bool center, int64_t pad_mode, int64_t log_mode, double log_floor,
+                double log_scale, bool check_finite) {
   check_device(wave, "mel_spectrogram", "wave");
   TORCH_CHECK(wave.dim() == 2 && wave.is_contiguous(), "mel_spectrogram: wave must be contiguous [B, T]");
   TORCH_CHECK(wave.scalar_type() == at::kFloat || wave.scalar_type() == at::kDouble,
@@ -64,27 +53,71 @@ static at::Tensor mel_spectrogram(const at::Tensor& wave, int64_t n_fft, int64_t
   TORCH_CHECK(length + 2 * pad >= n_fft, "mel_spectrogram: clip shorter than n_fft");
   TORCH_CHECK(!center || pad_mode != kPadReflect || pad < length,
               "mel_spectrogram: reflect padding needs more samples than n_fft // 2");
+  // the value check lives in the op, so no Python branch on the samples is left to trace
+  TORCH_CHECK_VALUE(!check_finite || all_finite(wave), "wave contains NaN or infinite samples");
   MelParams q{length, n_fft, hop_length, n_mels, 1 + (length + 2 * pad - n_fft) / hop_length, pad,
               static_cast<int>(pad_mode), static_cast<int>(log_mode), power, log_floor, log_scale,
               is_pow2(n_fft), wave.is_cpu() ? cpu::bluestein_size(n_fft) : 0};
   const cpu::MelFilterSpec spec{sample_rate, f_min, f_max, htk, norm_p};
   const MelTableKey key{n_fft,   win_length, n_mels, q.bluestein, q.pow2, htk, sample_rate,
                         f_min,   f_max,      norm_p, wave.device()};
-  auto out = at::empty({wave.size(0), n_mels, q.n_frames}, wave.options());
-  if (wave.scalar_type() == at::kFloat)
-    run<float>(wave, out, q, key, spec);
-  else
-    run<double>(wave, out, q, key, spec);
+  return {q, spec, key};
+}
+
+template <typename T>
+std::shared_ptr<const MelTableEntry<T>> tables_of(const MelCall& c) {
+  return MelTableCache<T>::instance().get(c.key, c.q, c.spec);
+}
+
+#define MEL_ARGS                                                                                   \
+  const at::Tensor &wave, int64_t n_fft, int64_t hop_length, int64_t win_length, int64_t n_mels,   \
+      double sample_rate, double f_min, double f_max, bool htk, double norm_p, double power,       \
+      bool center, int64_t pad_mode, int64_t log_mode, double log_floor, double log_scale,         \
+      bool check_finite
+#define MEL_CALL                                                                                   \
+  prepare(wave, n_fft, hop_length, win_length, n_mels, sample_rate, f_min, f_max, htk, norm_p,     \
+          power, center, pad_mode, log_mode, log_floor, log_scale, check_finite)
+
+at::Tensor mel_spectrogram_cpu(MEL_ARGS) {
+  TORCH_CHECK(wave.is_cpu(), "mel_spectrogram: the CPU kernel got a tensor on ", wave.device());
+  const MelCall c = MEL_CALL;
+  auto out = at::empty({wave.size(0), n_mels, c.q.n_frames}, wave.options());
+  AT_DISPATCH_FLOATING_TYPES(wave.scalar_type(), "mel_spectrogram", [&] {
+    cpu::mel_spectrogram<scalar_t>(wave.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), wave.size(0), c.q,
+                                   tables_of<scalar_t>(c)->view());
+  });
   return out;
 }
 
-MUSICREP_BIND(bind_mel_spectrogram) {
-  using pybind11::arg;
-  m.def("mel_spectrogram", &mel_spectrogram,
-        "Fused (log-)mel spectrogram [B, n_mels, frames] of wave [B, T] (float32/float64, CPU or CUDA)",
-        arg("wave"), arg("n_fft"), arg("hop_length"), arg("win_length"), arg("n_mels"),
-        arg("sample_rate"), arg("f_min"), arg("f_max"), arg("htk"), arg("norm_p"), arg("power"),
-        arg("center"), arg("pad_mode"), arg("log_mode"), arg("log_floor"), arg("log_scale"));
+#ifdef MUSICREP_WITH_CUDA
+at::Tensor mel_spectrogram_cuda(MEL_ARGS) {
+  const MelCall c = MEL_CALL;
+  const c10::cuda::CUDAGuard guard(wave.device());
+  const c10::cuda::CUDAStream stream = current_stream(wave);
+  auto out = at::empty({wave.size(0), n_mels, c.q.n_frames}, wave.options());
+  AT_DISPATCH_FLOATING_TYPES(wave.scalar_type(), "mel_spectrogram", [&] {
+    const auto tables = tables_of<scalar_t>(c);
+    // the cache may drop the tables while this launch is queued: the allocator must not hand
+    // their memory on before this stream has read them
+    tables->reals.record_stream(stream);
+    tables->ints.record_stream(stream);
+    cuda::launch_mel_spectrogram<scalar_t>(wave.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), wave.size(0),
+                                           c.q, tables->view(), stream.stream());
+  });
+  return out;
+}
+#endif
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(musicrep, CPU, m) { m.impl("mel_spectrogram", &mel_spectrogram_cpu); }
+
+#ifdef MUSICREP_WITH_CUDA
+TORCH_LIBRARY_IMPL(musicrep, CUDA, m) { m.impl("mel_spectrogram", &mel_spectrogram_cuda); }
+#endif
+
+// Not kernels: the table cache, for tests and benchmarks.
+MUSICREP_BIND(bind_mel_table_cache) {
   m.def("mel_table_cache_size", [] {
     return MelTableCache<float>::instance().size() + MelTableCache<double>::instance().size();
   }, "How many mel table sets (one per configuration, dtype and device) are kept");

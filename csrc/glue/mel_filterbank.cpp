@@ -1,7 +1,8 @@
 #include "cpu/filterbank.h"
 #include "glue/checks.h"
-#include "registry.h"
+#include <torch/library.h>
 
+// The operator musicrep::mel_filterbank (float64, on the CPU).
 namespace musicrep {
 
 static at::Tensor mel_filterbank(int64_t n_mels, int64_t n_fft, double sample_rate, double f_min,
@@ -12,10 +13,7 @@ static at::Tensor mel_filterbank(int64_t n_mels, int64_t n_fft, double sample_ra
   return out;
 }
 
-MUSICREP_BIND(bind_mel_filterbank) {
-  m.def("mel_filterbank", &mel_filterbank, "Triangular mel filters [n_mels, n_fft // 2 + 1], float64",
-        pybind11::arg("n_mels"), pybind11::arg("n_fft"), pybind11::arg("sample_rate"),
-        pybind11::arg("f_min"), pybind11::arg("f_max"), pybind11::arg("htk"), pybind11::arg("norm_p"));
-}
+// No tensor input, so the dispatcher has no device to go by: one kernel serves every backend.
+TORCH_LIBRARY_IMPL(musicrep, CompositeExplicitAutograd, m) { m.impl("mel_filterbank", &mel_filterbank); }
 
 }  // namespace musicrep

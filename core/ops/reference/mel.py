@@ -23,16 +23,23 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: float, n_fft: int = 1024,
     return out[0] if wave.dim() == 1 else out
 
 
-def mel_spectrogram_unchecked(batch: torch.Tensor, args: MelArgs) -> torch.Tensor:
-    """``[B, n_mels, frames]`` of ``[B, T]`` with settings already validated (before top_db)."""
-    window = torch.hann_window(args.win_length, dtype=batch.dtype, device=batch.device)
+def mel_spectrogram_unchecked(batch: torch.Tensor, args: MelArgs, window: torch.Tensor | None = None,
+                              filters: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, n_mels, frames]`` of ``[B, T]`` with settings already validated (before top_db).
+
+    ``window`` and ``filters``: the Hann window and the filter bank when the caller holds them
+    (musicrep.export keeps them as constants of the exported graph); computed here otherwise.
+    """
+    if window is None:
+        window = torch.hann_window(args.win_length, dtype=batch.dtype, device=batch.device)
     spec = torch.stft(batch, args.n_fft, args.hop_length, args.win_length, window, center=args.center,
                       pad_mode=args.pad_mode, return_complex=True)
     power = spec.real.square() + spec.imag.square()
     if args.power != 2.0:
         power = power.pow(args.power / 2)
-    filters = mel_filterbank(args.sample_rate, args.n_fft, args.n_mels, args.f_min, args.f_max,
-                             args.mel_scale, args.norm, dtype=batch.dtype).to(batch.device)
+    if filters is None:
+        filters = mel_filterbank(args.sample_rate, args.n_fft, args.n_mels, args.f_min, args.f_max,
+                                 args.mel_scale, args.norm, dtype=batch.dtype).to(batch.device)
     return log_compress(filters @ power, args.log, args.log_floor, args.log_scale)
 
 
