@@ -30,7 +30,7 @@ PER_FOLDER = 1000
 RACY_SECONDS = 2.1  # files younger than the content index's racy window would be hashed again
 
 PLAN = """
-import json, sys, time
+import itertools, json, sys, time
 from musicrep.catalog import read_manifest
 from musicrep.content import ContentIndex
 
@@ -42,9 +42,10 @@ start_rss = rss_mib()
 started = time.perf_counter()
 index = ContentIndex(sys.argv[2])
 files = 0
-for entry in read_manifest(sys.argv[1]):
-    index.digest(entry.path)
-    files += 1
+entries = read_manifest(sys.argv[1])
+while chunk := [entry.path for entry in itertools.islice(entries, 10_000)]:  # streamed, 10^4 at a time
+    index.digests(chunk)
+    files += len(chunk)
 index.save()
 print(json.dumps({"files": files, "rehashed": len(index.rehashed), "seconds": time.perf_counter() - started,
                   "start_rss_mib": start_rss, "end_rss_mib": rss_mib(),

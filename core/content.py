@@ -29,7 +29,7 @@ import stat
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, TypeVar
+from typing import Callable, Iterable, NamedTuple, Sequence, TypeVar
 
 from musicrep.errors import MusicrepError
 
@@ -44,6 +44,7 @@ SCHEMA = ("CREATE TABLE files (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mti
 # a file modified this soon after it was hashed may keep the same mtime (coarse timestamps: FAT and
 # SMB keep 2 s); such a row is "racy", as git calls it, and its file is hashed again
 RACY_NS = 2_000_000_000
+LOOKUP_BATCH = 500  # paths looked up in one query by ``digests``
 COMMIT_EVERY = 10_000  # rows hashed between commits while a long ``digests`` runs
 LOCK_TIMEOUT = 60.0  # seconds to wait for another process's write (ranks sharing an index)
 RETRIES = 3  # reads of a file that changes while it is hashed, before it is refused
@@ -212,14 +213,22 @@ class ContentIndex:
 
     # -- lookups --------------------------------------------------------------------------------
 
-    def _cached(self, key: str, signature: Signature) -> str | None:
-        row = self._buffer.get(key)
+    def _rows(self, keys: list[str]) -> dict[str, tuple]:
+        """The stored rows of ``keys`` that have one (buffered rows first), in one query."""
+        found = {key: self._buffer[key] for key in keys if key in self._buffer}
+        wanted = {os.fsencode(key): key for key in keys if key not in found}
+        if wanted:
+            sql = f"SELECT * FROM files WHERE path IN ({','.join('?' * len(wanted))})"
+            for row in self._run(lambda db: db.execute(sql, list(wanted)).fetchall(), []):
+                if row[0] in wanted:
+                    found[wanted[row[0]]] = row
+        return found
+
+    def _vouched(self, key: str, row: tuple | None, signature: Signature) -> str | None:
+        """The digest ``row`` holds, if the row is intact, its signature is ``signature`` and it
+        is not racy; else None (the file is to be read)."""
         if row is None:
-            rows = self._run(lambda db: db.execute(
-                "SELECT * FROM files WHERE path = ?", (os.fsencode(key),)).fetchall(), [])
-            if not rows:
-                return None
-            row = rows[0]
+            return None
         _, size, mtime_ns, ctime_ns, inode, hashed_ns, digest, check = row
         try:  # a damaged file can hold any type in any column
             stored = Signature(int(size), int(mtime_ns), int(ctime_ns), int(inode))
@@ -236,15 +245,9 @@ class ContentIndex:
             return None
         if stored != signature or stored.mtime_ns > hashed_ns - RACY_NS:
             return None
-        return str(digest)
+        return digest
 
-    def digest(self, path: str | Path) -> str:
-        """The hex sha256 of the bytes of the file at ``path`` (``OSError`` if it cannot be read),
-        from the index when its stat signature is unchanged, else read and recorded."""
-        key = os.path.abspath(os.fspath(path))
-        cached = self._cached(key, Signature.of(os.stat(key)))
-        if cached is not None:
-            return cached
+    def _hash(self, key: str) -> str:
         hashed_ns = time.time_ns()
         digest, signature = hash_file(key)
         self._buffer[key] = (os.fsencode(key), *signature, hashed_ns, digest,
@@ -254,17 +257,32 @@ class ContentIndex:
             self._write()
         return digest
 
+    def _batch(self, paths: Sequence[str | Path]) -> list[str]:
+        keys = [os.path.abspath(os.fspath(path)) for path in paths]
+        signatures = [Signature.of(os.stat(key)) for key in keys]
+        rows = self._rows(keys)
+        return [self._vouched(key, rows.get(key), signature) or self._hash(key)
+                for key, signature in zip(keys, signatures)]
+
+    def digest(self, path: str | Path) -> str:
+        """The hex sha256 of the bytes of the file at ``path`` (``OSError`` if it cannot be read),
+        from the index when its stat signature is unchanged, else read and recorded."""
+        return self._batch([path])[0]
+
     def digests(self, paths: Iterable[str | Path], *, progress: bool = False) -> list[str]:
-        """``digest`` of each path, in order; with ``progress``, a bar (or log lines) on stderr."""
+        """``digest`` of each path, in order, looked up ``LOOKUP_BATCH`` at a time (one query
+        each: several times faster than one ``digest`` per path); with ``progress``, a bar (or
+        log lines) on stderr."""
         from musicrep.progress import progress_bar
 
         paths = paths if isinstance(paths, (list, tuple)) else list(paths)
         bar = progress_bar(total=len(paths), desc="content index", unit="file", disable=not progress)
-        out = []
+        out: list[str] = []
         try:
-            for path in paths:
-                out.append(self.digest(path))
-                bar.update()
+            for start in range(0, len(paths), LOOKUP_BATCH):
+                chunk = paths[start:start + LOOKUP_BATCH]
+                out.extend(self._batch(chunk))
+                bar.update(len(chunk))
         finally:
             bar.close()
         return out
