@@ -127,8 +127,9 @@ WARMUP_SHARE = 0.25
 
 
 def warmup_for(settings: TrainSettings) -> int:
-    """The warm-up steps a run uses: ``warmup_steps``, cut to ``WARMUP_SHARE`` of the steps."""
-    return min(settings.warmup_steps, int(settings.steps * WARMUP_SHARE))
+    """The warm-up steps a run uses: ``warmup_steps``, cut to ``WARMUP_SHARE`` of the steps (one
+    step at least: a tiny run may keep a one-step warm-up)."""
+    return min(settings.warmup_steps, max(1, int(settings.steps * WARMUP_SHARE)))
 
 
 class EpochBatches(Sampler):
