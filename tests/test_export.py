@@ -92,3 +92,27 @@ def test_cli_refuses_an_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixt
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert "neither a known model" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.cuda
+def test_compile_and_export_on_cuda(tmp_path: Path) -> None:
+    """On a GPU (``make gpu-check``): the CUDA kernels registered under the operators, compiled by
+    inductor into one graph with the encoder and exported, equal to eager on the GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    from musicrep._native import has_cuda_kernels
+
+    if not has_cuda_kernels():
+        pytest.skip("musicrep._C was built without CUDA kernels")
+    cuda = torch.device("cuda")
+    embedder = _embedder().to(cuda)
+    wave = torch.randn(3, 4 * RATE, device=cuda)
+    with torch.no_grad():
+        want = embedder(wave)
+        torch.testing.assert_close(torch.compile(embedder, fullgraph=True)(wave), want, rtol=1e-4, atol=1e-4)
+        program = torch.export.export(DeployableEmbedder(embedder).eval(), (wave,),
+                                      dynamic_shapes={"wave": {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}})
+        path = tmp_path / "model.pt2"
+        torch.export.save(program, str(path))
+        longer = torch.randn(2, 5 * RATE, device=cuda)
+        torch.testing.assert_close(torch.export.load(str(path)).module()(longer), embedder(longer), rtol=1e-4, atol=1e-4)
