@@ -116,3 +116,24 @@ def test_compile_and_export_on_cuda(tmp_path: Path) -> None:
         torch.export.save(program, str(path))
         longer = torch.randn(2, 5 * RATE, device=cuda)
         torch.testing.assert_close(torch.export.load(str(path)).module()(longer), embedder(longer), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("format", ["exported-program", "torchscript"])
+def test_a_saved_model_loads_in_a_fresh_process_after_importing_the_ops(tmp_path: Path, format: str) -> None:
+    """Deployment: a process that imports musicrep.ops (which registers torch.ops.musicrep) runs
+    the file, and gets what the exporting process got."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "model.bin"
+    embedder = _embedder(seed=5)
+    export_model(embedder, format, out)
+    wave = torch.randn(2, 4 * RATE, generator=torch.Generator().manual_seed(9))
+    torch.save(wave, tmp_path / "wave.pt")
+    load = ("torch.export.load(sys.argv[1]).module()" if format == "exported-program" else "torch.jit.load(sys.argv[1])")
+    script = (f"import sys, torch, musicrep.ops\nm = {load}\n"
+              "torch.save(m(torch.load(sys.argv[2])), sys.argv[3])\n")
+    subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "wave.pt"), str(tmp_path / "got.pt")],
+                   check=True, timeout=120)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(tmp_path / "got.pt"), embedder(wave), rtol=1e-4, atol=1e-5)
