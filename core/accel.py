@@ -10,7 +10,8 @@ only where ``benchmarks/test_bench_input.py`` measured a gain (benchmarks/RESULT
 - on CUDA, when no batch size is given, the biggest batch the free memory holds
   (``batch_for_memory``, from one probe of the encoder's per-window cost), halved and retried
   when the GPU runs out of memory anyway (``WindowEncoder``);
-- ``torch.compile`` of the encoder (``WindowEncoder(compile=True)``), off unless asked for.
+- ``torch.compile(fullgraph=True)`` of the encoder (``WindowEncoder(compile=True)``, ``[embed]
+  compile = true``), off unless asked for.
 """
 from __future__ import annotations
 
@@ -135,7 +136,8 @@ class WindowEncoder:
     GPU memory the batch is halved and the call repeated (the windows already encoded are
     kept), down to one window. ``fixed_shapes`` (default: on CUDA, or when compiled) pads a
     last partial batch to its ``bucket`` so the encoder meets few shapes. ``compile`` runs the
-    encoder through ``torch.compile``; if that fails, it says why and runs eagerly.
+    encoder through ``torch.compile(fullgraph=True)``; if that fails (a graph break included), it
+    says why and runs eagerly.
     """
 
     def __init__(self, encoder: nn.Module, device: torch.device, batch_size: int | None = None, *,
@@ -147,8 +149,10 @@ class WindowEncoder:
                                                                                 names=tuple(layers))
         self.batch_size = batch_size if batch_size is not None or device.type == "cuda" else CPU_BATCH
         self.fixed_shapes = device.type == "cuda" or compile if fixed_shapes is None else fixed_shapes
-        self.compiled: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = (torch.compile(self.eager)
-                                                                                   if compile else None)
+        # one graph or none: a graph break is reported (and the encoder runs eagerly) rather than
+        # compiled piecewise; the compiled ops are PyTorch operators, so they never break it
+        self.compiled: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = (
+            torch.compile(self.eager, fullgraph=True) if compile else None)
 
     @property
     def ready_batch(self) -> int:

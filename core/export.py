@@ -13,6 +13,7 @@ plain PyTorch) is exported through it, and ``export_model`` says so in its notes
 from __future__ import annotations
 
 import importlib.util
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,8 +127,9 @@ def _dynamic(min_samples: int) -> dict:
 
 def _write_exported_program(model: DeployableEmbedder, example: torch.Tensor, path: Path, _rate: int):
     program = torch.export.export(model, (example,), dynamic_shapes=_dynamic(model.min_samples))
-    torch.export.save(program, str(path))
-    loaded = torch.export.load(str(path)).module()
+    with open(path, "wb") as f:  # a file object: the temporary name does not end in .pt2
+        torch.export.save(program, f)
+    loaded = torch.export.load(io.BytesIO(path.read_bytes())).module()
     return lambda wave: loaded(wave)
 
 

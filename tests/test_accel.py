@@ -287,7 +287,7 @@ def test_a_failing_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, 
     """Not torch.compile itself (that may not work on a test machine): what happens when it fails."""
     device = torch.device("cpu")
 
-    def broken(_: nn.Module):
+    def broken(_: nn.Module, **options):
         def compiled(_: torch.Tensor) -> torch.Tensor:
             raise RuntimeError("no C++ compiler found\nmore detail")
         return compiled

@@ -88,3 +88,32 @@ def test_compiled_nt_xent_keeps_its_value_check() -> None:
     torch.testing.assert_close(loss(z, z.flip(0)), ops.nt_xent(z, z.flip(0), 0.1))
     with pytest.raises(ValueError, match="non-finite"):
         loss(torch.full((4, 8), float("nan"), device=device), z)
+
+
+class _BranchyEncoder(torch.nn.Module):
+    """An encoder with a Python branch on its input's values: a graph break."""
+
+    dim = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean(dim=(1, 2))[:, None].expand(-1, 4)
+        return pooled * 2 if bool(x.sum() > 0) else pooled
+
+
+def test_embed_compile_is_one_graph_or_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """``[embed] compile = true`` (WindowEncoder) compiles the encoder as one graph; an encoder
+    that breaks the graph is reported and runs eagerly instead of compiled piecewise."""
+    import functools
+    import logging
+
+    from musicrep.accel import WindowEncoder
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    windows = torch.randn(6, 32, 40, device=device)
+    for encoder, stays_compiled in ((_model("band-cnn").encoder, True), (_BranchyEncoder(), False)):
+        encode = WindowEncoder(encoder.eval(), torch.device(device), 4, compile=True)
+        with caplog.at_level(logging.WARNING, logger="musicrep.accel"), torch.no_grad():
+            got = encode(windows)["out"]
+            torch.testing.assert_close(got, encoder(windows), rtol=1e-4, atol=1e-5)
+        assert (encode.compiled is not None) == stays_compiled
+    assert "torch.compile of the encoder failed" in caplog.text

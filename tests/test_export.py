@@ -92,3 +92,48 @@ def test_cli_refuses_an_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixt
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert "neither a known model" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.cuda
+def test_compile_and_export_on_cuda(tmp_path: Path) -> None:
+    """On a GPU (``make gpu-check``): the CUDA kernels registered under the operators, compiled by
+    inductor into one graph with the encoder and exported, equal to eager on the GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    from musicrep._native import has_cuda_kernels
+
+    if not has_cuda_kernels():
+        pytest.skip("musicrep._C was built without CUDA kernels")
+    cuda = torch.device("cuda")
+    embedder = _embedder().to(cuda)
+    wave = torch.randn(3, 4 * RATE, device=cuda)
+    with torch.no_grad():
+        want = embedder(wave)
+        torch.testing.assert_close(torch.compile(embedder, fullgraph=True)(wave), want, rtol=1e-4, atol=1e-4)
+        program = torch.export.export(DeployableEmbedder(embedder).eval(), (wave,),
+                                      dynamic_shapes={"wave": {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}})
+        path = tmp_path / "model.pt2"
+        torch.export.save(program, str(path))
+        longer = torch.randn(2, 5 * RATE, device=cuda)
+        torch.testing.assert_close(torch.export.load(str(path)).module()(longer), embedder(longer), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("format", ["exported-program", "torchscript"])
+def test_a_saved_model_loads_in_a_fresh_process_after_importing_the_ops(tmp_path: Path, format: str) -> None:
+    """Deployment: a process that imports musicrep.ops (which registers torch.ops.musicrep) runs
+    the file, and gets what the exporting process got."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "model.bin"
+    embedder = _embedder(seed=5)
+    export_model(embedder, format, out)
+    wave = torch.randn(2, 4 * RATE, generator=torch.Generator().manual_seed(9))
+    torch.save(wave, tmp_path / "wave.pt")
+    load = ("torch.export.load(sys.argv[1]).module()" if format == "exported-program" else "torch.jit.load(sys.argv[1])")
+    script = (f"import sys, torch, musicrep.ops\nm = {load}\n"
+              "torch.save(m(torch.load(sys.argv[2])), sys.argv[3])\n")
+    subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "wave.pt"), str(tmp_path / "got.pt")],
+                   check=True, timeout=120)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(tmp_path / "got.pt"), embedder(wave), rtol=1e-4, atol=1e-5)
