@@ -21,7 +21,7 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT, e
 def _cmd_run(args: argparse.Namespace) -> int:
     from musicrep.pipeline.runner import run_pipeline
 
-    run_pipeline(args.pipeline, force=args.force, dry_run=args.dry_run, run_dir=args.run_dir)
+    run_pipeline(args.pipeline, force=args.force, dry_run=args.dry_run, run_dir=args.run_dir, as_json=args.json)
     return 0
 
 
@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="redo STAGE (pretrain, embed, probe, report) even if cached; repeatable")
     run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    run.add_argument("--json", action="store_true",
+                     help="with --dry-run: the plan as JSON on stdout (stage, model, task, action, reasons)")
     run.add_argument("--run-dir", default=None, help="override [run] dir")
     run.set_defaults(handler=_cmd_run)
 

@@ -1,5 +1,6 @@
-"""The extractor: every track of a task through front end + encoder into an HDF5 store (the
-embed stage, ``musicrep.pipeline.embed``, decides what to extract and caches the stores).
+"""The extractor: every clip a store lacks through front end + encoder into the store, by
+content key (``musicrep.store``); a task's view over the store is written after (the embed
+stage, ``musicrep.pipeline.embed``, decides what to extract).
 
 Tracks are decoded and resampled by a pool of data-loader workers that stays ahead of the
 encoder through a bounded queue (``prefetch`` tracks per worker) and hands tracks over in the
@@ -30,8 +31,9 @@ from musicrep.layers import OUT
 from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
 from musicrep.progress import progress_bar
-from musicrep.store import StoreWriter, TrackEmbedding
-from musicrep.tasks import encode_target
+from musicrep.content import ContentIndex
+from musicrep.store import ContentStore, StoreWriter, TaskView, TrackEmbedding, shards
+from musicrep.store.layout import segments_folder
 
 log = logging.getLogger("musicrep.embed")
 PREFETCH = 4  # tracks queued per decode worker: enough to cover a slow file, bounded in memory
@@ -101,51 +103,103 @@ class _TrackAudio(Dataset):
         return index, None if wave is None else torch.from_numpy(wave), error, time.perf_counter() - start
 
 
+def default_store(view: str | Path) -> Path:
+    """The store folder ``extract`` fills when it is given none: beside the view, ``<view>.store``."""
+    view = Path(view)
+    return view.with_name(view.name + ".store")
+
+
+def content_keys(task: Any, index: ContentIndex | None = None) -> list[str]:
+    """Every item's content key (``Task.content_key``), in the task's order."""
+    index = index or ContentIndex()
+    return [task.content_key(item, index) for item in task.items()]
+
+
 def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: dict[str, Any], *,
+            store: str | Path | None = None, keys: Sequence[str] | None = None, force: bool = False,
             batch_size: int | None = None, on_bad_audio: str = "skip", num_workers: int | None = None,
             device: torch.device | str = "cpu", progress: bool = True, flush_every: int = 128,
             shard: tuple[int, int] = (0, 1), dtype: str = "float32", layers: Sequence[str] = (OUT,),
-            compile: bool = False) -> EmbedSummary:
-    """Embed every item of ``task`` into the store at ``store_path`` (resuming if possible).
+            compile: bool = False, desc: str | None = None) -> EmbedSummary:
+    """Embed every clip of ``task`` that the store lacks, then write the task's view at
+    ``store_path`` (``musicrep.store.view``; read it with ``EmbeddingStore(store_path)``).
 
+    ``store``: the store folder of ``provenance`` (default ``default_store(store_path)``);
+    ``keys``: the items' content keys (default: computed, ``content_keys``); ``force``: embed
+    every clip again (a new segment, which wins over the old rows).
     ``num_workers``: decode processes (None: ``default_workers()``; 0 decodes in this process).
     ``batch_size``: windows per encoder call (None: sized for the device, ``accel.WindowEncoder``);
     ``compile``: the encoder through ``torch.compile``.
     ``dtype``: of the stored window embeddings ("float32" or "float16"; pooled ones stay float32).
-    ``shard=(rank, world_size)`` embeds every world_size-th item from ``rank`` on: under
-    torchrun each rank writes its own store and ``musicrep.store.join_shards`` joins them.
+    ``shard=(rank, world_size)`` embeds every world_size-th missing clip: under torchrun each
+    rank writes its own segment, and the view is written by ``write_view`` once all have.
     ``layers``: the encoder's layers to store (``musicrep.layers``), all from one forward pass;
     the embedding ("out") is always stored.
     """
+    root = Path(store) if store is not None else default_store(store_path)
+    keys = list(keys) if keys is not None else content_keys(task)
+    name = desc or f"embed {Path(store_path).parent.name}/{Path(store_path).stem}"
+    summary = embed_clips(embedder, task, task.items(), keys, root, provenance, force=force, batch_size=batch_size,
+                          on_bad_audio=on_bad_audio, num_workers=num_workers, device=device, progress=progress,
+                          flush_every=flush_every, shard=shard, dtype=dtype, layers=layers, compile=compile, desc=name)
+    if shard[1] == 1:
+        write_view(task, keys, root, store_path)
+    return summary
+
+
+def write_view(task: Any, keys: Sequence[str], store: Path, view: str | Path) -> TaskView:
+    """Write ``task``'s view over the store folder ``store`` at ``view``; the view."""
+    with ContentStore(store) as opened:
+        made = TaskView.of_task(task, keys, opened.skipped)
+        opened.locate(made.keys)  # every item is stored or skipped: a view never points at nothing
+        made.write(Path(view), store, opened.provenance)
+    return made
+
+
+def embed_clips(embedder: Embedder, source: Any, items: Sequence[Any], keys: Sequence[str], store: Path,
+                provenance: dict[str, Any], *, force: bool = False, batch_size: int | None = None,
+                on_bad_audio: str = "skip", num_workers: int | None = None, device: torch.device | str = "cpu",
+                progress: bool = True, flush_every: int = 128, shard: tuple[int, int] = (0, 1),
+                dtype: str = "float32", layers: Sequence[str] = (OUT,), compile: bool = False,
+                desc: str = "embed") -> EmbedSummary:
+    """Embed the clips of ``items`` (decoded by ``source.audio(item, rate)``), filed under
+    ``keys``, that the store folder ``store`` does not hold yet (all of them: ``force``);
+    each key once, however many items share it. Resumes a killed run's journal."""
     device = torch.device(device)
     embedder = to_device(embedder, device).eval()
     intermediate = tuple(layer for layer in layers if layer != OUT)
     encode = WindowEncoder(embedder.encoder, device, batch_size, compile=compile, layers=(*intermediate, OUT))
     policy = BadAudioPolicy(on_bad_audio)
     workers = default_workers() if num_workers is None else num_workers
-    writer = StoreWriter(Path(store_path), provenance, kind=task.kind, label_names=list(task.label_names),
-                         pooling=embedder.pooling, flush_every=flush_every, dtype=dtype, layers=intermediate)
-    rank, world_size = shard
-    shard_items = task.items()[rank::world_size]
-    order = [item.id for item in shard_items]
-    summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, len(writer.done_ids))
+    writer = StoreWriter(store, provenance, pooling=embedder.pooling, flush_every=flush_every, dtype=dtype,
+                         layers=intermediate, shard=shard)
+    keys = np.asarray(list(keys), dtype=object)
+    _, firsts = np.unique(keys, return_index=True) if len(keys) else (None, np.zeros(0, np.int64))
+    firsts = np.sort(firsts)  # each key's first item, in the items' order
+    if not force and any(segments_folder(store).glob("seg-*.h5")):
+        with ContentStore(store) as held:
+            firsts = firsts[~held.known(keys[firsts])]
+    firsts = np.asarray(shards.shard(firsts, *shard), dtype=np.int64)
+    order = [str(k) for k in keys[firsts]]
+    summary = EmbedSummary(0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0)
     started = time.perf_counter()
     restore_autotune = autotune_fixed_shapes(device)
     try:
         done = writer.done_ids
-        items = [item for item in shard_items if item.id not in done]
-        name = f"embed {Path(store_path).parent.name}/{Path(store_path).stem}"
-        if progress and len(items) < len(shard_items):  # an interrupted extraction, resumed: say so
-            print(f"{name}: {len(shard_items) - len(items)} of {len(shard_items)} tracks already embedded, "
-                  f"{len(items)} to go", file=sys.stderr, flush=True)
-        _embed_items(embedder, task, items, writer, summary, policy=policy, encode=encode,
-                     workers=workers, device=device, progress=progress, desc=name)
+        summary.resumed_tracks = sum(key in done for key in order)
+        todo = [i for i, key in enumerate(order) if key not in done]
+        if progress and summary.resumed_tracks:  # an interrupted extraction, resumed: say so
+            print(f"{desc}: {summary.resumed_tracks} of {len(order)} tracks already embedded, {len(todo)} to go",
+                  file=sys.stderr, flush=True)
+        _embed_items(embedder, source, [items[firsts[i]] for i in todo], [order[i] for i in todo], writer, summary,
+                     policy=policy,
+                     encode=encode, workers=workers, device=device, progress=progress, desc=desc)
         missing = writer.missing(order)
-        if missing:  # a part deleted or damaged since this run read the folder
-            log.warning("%s: %d finished tracks are in no part file any more; embedding them again",
-                        store_path, len(missing))
-            wanted = set(missing)
-            _embed_items(embedder, task, [item for item in shard_items if item.id in wanted], writer, summary,
+        if missing:  # a part deleted or damaged since this run read the journal
+            log.warning("%s: %d finished clips are in no part file any more; embedding them again",
+                        store, len(missing))
+            position = {key: i for i, key in enumerate(order) if key in set(missing)}
+            _embed_items(embedder, source, [items[firsts[position[key]]] for key in missing], missing, writer, summary,
                          policy=policy, encode=encode, workers=workers, device=device, progress=progress,
                          desc="embed again")
         t0 = time.perf_counter()
@@ -160,7 +214,8 @@ def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: d
     return summary
 
 
-def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreWriter, summary: EmbedSummary, *,
+def _embed_items(embedder: Embedder, task: Any, items: list[Any], keys: list[str], writer: StoreWriter,
+                 summary: EmbedSummary, *,
                  policy: BadAudioPolicy, encode: WindowEncoder, workers: int, device: torch.device, progress: bool,
                  desc: str) -> None:
     """Decode, window, encode and hand ``items`` to the writer in their order; every finished
@@ -168,15 +223,16 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
     loader = DataLoader(_TrackAudio(task, items, embedder.sample_rate), batch_size=None, shuffle=False,
                         num_workers=workers, collate_fn=_as_is, pin_memory=device.type == "cuda",
                         prefetch_factor=PREFETCH if workers else None, worker_init_fn=init_worker)
-    pending: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
+    pending: list[tuple[str, torch.Tensor, torch.Tensor]] = []
     pending_windows = 0
     started = time.perf_counter()
+    position = {key: i for i, key in enumerate(keys)}  # a pending track's item, for naming it
 
-    def bad_track(item: Any, error: BadAudioError) -> None:
+    def bad_track(key: str, item: Any, error: BadAudioError) -> None:
         """A track that gives no embedding: fails the run, or is skipped, named and recorded (a
         rerun does not try it again)."""
         policy.handle(error)  # raises under on_bad_audio = "fail"
-        writer.skip(item.id, str(item.path or ""), error.reason)
+        writer.skip(key, str(item.path or item.id), error.reason)
         summary.skipped += 1
         summary.bad_files.append({"path": error.path, "reason": error.reason})
 
@@ -190,15 +246,15 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
         per_track = {layer: out.float().cpu().split(sizes) for layer, out in encode(windows).items()}
         t1 = time.perf_counter()
         finite = [all(bool(per_track[layer][k].isfinite().all()) for layer in per_track) for k in range(len(pending))]
-        writer.add_many([TrackEmbedding(item.id, item.split, encode_target(task.kind, task.label_names, item.labels),
-                                        per_track[OUT][k].numpy(), offsets.numpy(),
+        writer.add_many([TrackEmbedding(key, per_track[OUT][k].numpy(), offsets.numpy(),
                                         {layer: per_track[layer][k].numpy() for layer in writer.layers})
-                         for k, (item, _, offsets) in enumerate(pending) if finite[k]])  # parts end between batches
-        for k, (item, _, _) in enumerate(pending):
+                         for k, (key, _, offsets) in enumerate(pending) if finite[k]])  # parts end between batches
+        for k, (key, _, _) in enumerate(pending):
             if not finite[k]:  # e.g. finite samples so large the model overflows: never stored, never probed
                 summary.tracks -= 1
-                bad_track(item, BadAudioError(item.path or item.id, "the model's embedding of it is not finite "
-                                                                    "(samples too large?)"))
+                item = items[position[key]]
+                bad_track(key, item, BadAudioError(item.path or item.id, "the model's embedding of it is not finite "
+                                                                         "(samples too large?)"))
         summary.encoder_seconds += t1 - t0
         summary.write_seconds += time.perf_counter() - t1
         summary.windows += len(windows)
@@ -221,18 +277,18 @@ def _embed_items(embedder: Embedder, task: Any, items: list[Any], writer: StoreW
                 summary.decode_seconds += decode_seconds
                 bar.update(1)
                 if error is not None:
-                    bad_track(item, error)
+                    bad_track(keys[index], item, error)
                     continue
                 t0 = time.perf_counter()
                 try:
                     windows, offsets = embedder.track_windows(wave.to(device, non_blocking=True))
                 except ValueError as exc:  # the front end's complaint about this wave (e.g. shorter than its FFT)
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    bad_track(item, BadAudioError(item.path or item.id, f"the model's front end cannot take it: "
+                    bad_track(keys[index], item, BadAudioError(item.path or item.id, f"the model's front end cannot take it: "
                                                                         f"{reason}"))
                     continue
                 summary.frontend_seconds += time.perf_counter() - t0
-                pending.append((item, windows, offsets))
+                pending.append((keys[index], windows, offsets))
                 pending_windows += len(windows)
                 summary.tracks += 1
                 summary.audio_seconds += len(wave) / embedder.sample_rate

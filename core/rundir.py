@@ -9,8 +9,10 @@ This module is the one place that knows the layout; the stages, the report, the 
     RUN_DIR/models/<model>/last.pt                 the trainer's resumable checkpoint
     RUN_DIR/models/<model>/pretrain.json           the finished pre-training's key and description
     RUN_DIR/models/<model>/metrics.jsonl           training log (the logging plugin's)
-    RUN_DIR/embeddings/<model>/<task>.h5           embedding stores (``.h5.parts/`` while written,
-                                                   ``.h5.lock`` held by the process writing them)
+    RUN_DIR/stores/<embed key>/                    content-addressed embedding stores, one per model
+                                                   configuration (``musicrep.store``; shared by tasks)
+    RUN_DIR/embeddings/<model>/<task>.h5           each task's view of its model's store
+    RUN_DIR/content-index                          the audio files' content digests (``musicrep.content``)
     RUN_DIR/probes/<model>/<task>/<probe>.json     probe results, keyed (of the embedding, "out")
     RUN_DIR/probes/<model>/<task>/<layer>/<probe>.json   of an intermediate layer (``[embed] layers``)
     RUN_DIR/report.md, results.json, results.csv, plots/
@@ -40,8 +42,11 @@ _HELD: set[Path] = set()  # the run locks this process holds
 #: '.', not starting with '.' and without '..' (no hidden files, no way up, no '/')
 NAME_PATTERN = r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]*"
 NAME_RULE = "letters, digits, '_', '-' and '.', not starting with '.', without '..'"
+#: the file that marks a folder as a musicrep run folder (written when a run starts)
+MARKER = ".musicrep-run"
+MARKER_TEXT = "a musicrep run folder: musicrep writes only into folders it made\n"
 #: folders whose half-written files (a killed run's) are removed when a run starts
-RESULT_FOLDERS = ("models", "embeddings", "probes")
+RESULT_FOLDERS = ("models", "stores", "embeddings", "probes")
 
 
 class ModelDir:
@@ -66,6 +71,8 @@ class RunDir:
         self.results_json = root / "results.json"
         self.results_csv = root / "results.csv"
         self.plots = root / "plots"
+        self.content_index = root / "content-index"
+        self.marker = root / MARKER
 
     # -- paths of results ------------------------------------------------------------------
     def inside(self, path: Path) -> Path:
@@ -82,12 +89,12 @@ class RunDir:
         return ModelDir(self.inside(self.root / "models" / name / "final.pt").parent)
 
     def store(self, model: str, task: str) -> Path:
+        """The view of task ``task`` over model ``model``'s store (``musicrep.store.view``)."""
         return self.inside(self.root / "embeddings" / model / f"{task}.h5")
 
-    def store_shard(self, model: str, task: str, rank: int, world_size: int) -> Path:
-        """The store one rank writes under ``torchrun``; rank 0 joins the shards into ``store``."""
-        store = self.store(model, task)
-        return self.inside(store.with_name(f"{store.stem}.rank{rank}-of-{world_size}.h5"))
+    def content_store(self, key: str) -> Path:
+        """The store folder of the model configuration whose embed key is ``key``."""
+        return self.inside(self.root / "stores" / key)
 
     def probe_result(self, model: str, task: str, probe: str, layer: str = OUT) -> Path:
         folder = self.root / "probes" / model / task
@@ -103,7 +110,7 @@ class RunDir:
             yield model, task, layer, path.stem, path
 
     def stores(self) -> Iterator[tuple[str, str, Path]]:
-        """``(model, task, path)`` of every embedding store, sorted."""
+        """``(model, task, path)`` of every task's view of a store, sorted."""
         for path in sorted((self.root / "embeddings").glob("*/*.h5")):
             yield path.parent.name, path.stem, path
 
@@ -146,19 +153,6 @@ class RunDir:
             return json.loads(record.read_text())
         except ValueError:
             return None
-
-    def store_status(self, model: str, task: str, provenance: dict[str, Any]) -> str:
-        """``"complete"`` for a finished store of exactly ``provenance``, or why not (see
-        ``musicrep.store.store_status``)."""
-        from musicrep.store import store_status
-
-        return store_status(self.store(model, task), provenance)
-
-    def stored_provenance(self, model: str, task: str) -> dict[str, Any] | None:
-        """The provenance of the finished store of ``model`` x ``task``; None when there is none."""
-        from musicrep.store import finished_provenance
-
-        return finished_provenance(self.store(model, task))
 
     def probe_status(self, model: str, task: str, probe: str, key: str, layer: str = OUT) -> str:
         """"done" (a result for exactly this key), "missing", "stale" (another key) or "unreadable"."""
@@ -230,10 +224,48 @@ class RunDir:
                              f"or --run-dir")
 
     def start(self, pipeline_text: str) -> None:
-        """Clear what killed runs left half-written and record the pipeline; under the lock."""
+        """Mark the folder as a run's, clear what killed runs left half-written and record the
+        pipeline; under the lock. Nothing behind a symbolic link is deleted: a result folder
+        that is a link is left alone, and links inside are never followed."""
+        if not self.marker.is_file():
+            atomic.write_text(self.marker, MARKER_TEXT)
         for folder in RESULT_FOLDERS:
-            atomic.remove_leftovers(self.root / folder)
+            remove_leftovers(self.root / folder)
         atomic.write_text(self.pipeline, pipeline_text)
+
+    def check_ours(self) -> None:
+        """Refuse, before any work, a folder this run may not write into: one that exists, is not
+        empty and was not made by musicrep (``.musicrep-run`` marks a run folder, as ``.git`` marks
+        a repository). A run folder of an older musicrep (``pipeline.toml`` and ``.lock``, no
+        marker) is accepted and marked when the run starts."""
+        root = self.root
+        if root.is_symlink() and not root.exists():
+            raise MusicrepError(f"{root}: a symbolic link to nothing; refusing to use it as a run folder")
+        if not root.exists():
+            return
+        if not root.is_dir():
+            raise MusicrepError(f"{root}: not a folder; a run folder must be a new, empty or musicrep run folder")
+        if self.marker.is_file() or (self.pipeline.is_file() and self.lock_file.is_file()):
+            return
+        if any(True for _ in root.iterdir()):
+            raise MusicrepError(f"{root}: not empty and not a musicrep run folder (no {MARKER}); refusing to write "
+                                f"there: choose a new or empty folder ([run] name, [run] dir or --run-dir)")
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporary files (``.*.tmp``) killed writes left under ``folder``, never
+    following a symbolic link: a folder that is a link is skipped, links inside are not entered,
+    and only plain files are removed (a link named like a temporary file is left)."""
+    removed: list[Path] = []
+    if folder.is_symlink() or not folder.is_dir():
+        return removed
+    for top, _, files in os.walk(folder, followlinks=False):
+        for name in files:
+            path = Path(top) / name
+            if name.startswith(".") and name.endswith(".tmp") and stat.S_ISREG(os.lstat(path).st_mode):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def name_problem(name: object) -> str | None:
@@ -241,16 +273,6 @@ def name_problem(name: object) -> str | None:
     if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name):
         return None
     return f"{name!r} is not a valid name: names become file and folder names, so use {NAME_RULE}"
-
-
-def parts_folder(store: Path) -> Path:
-    """Where the extractor keeps a store's finished tracks (atomic part files) until it is whole."""
-    return store.with_name(store.name + ".parts")
-
-
-def parts_lock(store: Path) -> Path:
-    """The lock its writer holds on a store's parts folder (beside it: the folder is removed)."""
-    return store.with_name(store.name + ".lock")
 
 
 def run_of_checkpoint(checkpoint: Path) -> RunDir | None:

@@ -12,13 +12,16 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from musicrep.errors import MusicrepError
+
+if TYPE_CHECKING:
+    from musicrep.content import ContentIndex
 
 KINDS: tuple[str, ...] = ("multiclass", "multilabel", "regression")
 STANDARD_SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -157,11 +160,21 @@ class Task:
         float values [N, targets] (regression), in ``label_names`` order."""
         return encode_targets(items, self.kind, self.label_names)
 
-    def fingerprint(self) -> str:
-        """A content hash of the items, labels, splits and kind: the embed cache's task key."""
-        payload = {"kind": self.kind, "labels": list(self.label_names),
-                   "items": [asdict(item) for item in self.items()]}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    def content_key(self, item: Item, index: "ContentIndex") -> str:
+        """The key the embedding store files ``item``'s clip under: the SHA-256 of its file's
+        bytes (``index`` caches them), with the segment's bounds for a ``start``/``end`` item.
+        A task whose audio is generated (no file, or its own ``audio``) keys an item by what
+        generates it: the task's type and config and the item. Override when a task knows a
+        better key. An unreadable file raises ``OSError``."""
+        from musicrep.content import segment_key
+
+        if item.path is None or type(self).audio is not Task.audio:
+            config = getattr(self, "config", None)
+            payload = {"task": f"{type(self).__module__}.{type(self).__qualname__}",
+                       "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else None,
+                       "item": asdict(item)}
+            return "gen-" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return segment_key(index.digest(item.path), item.start, item.end)
 
     def describe(self) -> dict:
         """Counts per split and the vocabulary size, for summaries."""

@@ -30,17 +30,17 @@ def embed_rank(rank: int, world_size: int, port: int, out: str, seed: int) -> No
     torch.set_num_threads(1)
     from musicrep.distributed import barrier, init_from_env
     from musicrep.embed import extract
-    from musicrep.store import join_shards
+    from musicrep.embed import write_view
     from test_store import make_embedder
     from pipeline_fakes import ToneTask
 
     init_from_env(torch.device("cpu"))
     task = ToneTask(ToneTask.Config(per_class=5, seconds=1.0))
-    shard = Path(out) / f"store.rank{rank}-of-{world_size}.h5"
-    extract(make_embedder(seed), task, shard, {"seed": seed}, batch_size=4, progress=False,
-            shard=(rank, world_size))
+    extract(make_embedder(seed), task, Path(out) / "view.h5", {"seed": seed}, store=Path(out) / "store",
+            batch_size=4, progress=False, shard=(rank, world_size))
     barrier()
-    if rank == 0:
-        join_shards([Path(out) / f"store.rank{r}-of-{world_size}.h5" for r in range(world_size)],
-                    Path(out) / "store.h5")
+    if rank == 0:  # every rank wrote its own segment; the view reads them together
+        from musicrep.embed import content_keys
+
+        write_view(task, content_keys(task), Path(out) / "store", Path(out) / "view.h5")
     torch.distributed.destroy_process_group()

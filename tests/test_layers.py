@@ -6,7 +6,6 @@ import json
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -19,7 +18,8 @@ from musicrep.model import Embedder
 from musicrep.pipeline.runner import run_pipeline
 from musicrep.registry import Registry
 from musicrep.report import collect, render_report, table
-from musicrep.store import EmbeddingStore, StoreWriter, TrackEmbedding, join_shards, store_status
+from musicrep.embed import content_keys
+from musicrep.store import ContentStore, EmbeddingStore, StoreWriter, TrackEmbedding, store_status
 from pipeline_fakes import FrameFrontend, ToneTask
 from test_pipeline import registry  # noqa: F401 - the fixture: a registry with the fakes
 from test_report import write_result
@@ -122,10 +122,11 @@ def test_a_store_of_several_layers_resumes_to_the_same_store(tmp_path: Path) -> 
     stop_after = int(np.random.default_rng(seed).integers(8, 14))
     with pytest.raises(Interrupted):
         extract(layered_embedder(seed), FlakyTask(config, stop_after), resumed, provenance, batch_size=4,
-                progress=False, flush_every=2, num_workers=0, layers=layers)
+                progress=False, flush_every=2, num_workers=0, layers=layers, keys=content_keys(ToneTask(config)))
     assert not resumed.exists()
-    kept = StoreWriter(resumed, provenance, kind="multiclass", label_names=ToneTask.label_names,
-                       layers=("block1", "block2")).done_ids
+    writer = StoreWriter(tmp_path / "resumed.h5.store", provenance, layers=("block1", "block2"))
+    kept = writer.done_ids
+    writer.close()
     assert 0 < len(kept) <= stop_after
     summary = extract(layered_embedder(seed), ToneTask(config), resumed, provenance, batch_size=4, progress=False,
                       layers=layers)
@@ -134,7 +135,7 @@ def test_a_store_of_several_layers_resumes_to_the_same_store(tmp_path: Path) -> 
     with EmbeddingStore(whole) as a, EmbeddingStore(resumed) as b:
         assert a.layers == b.layers == ["block1", "block2", OUT]
         first, second = a.arrays(), b.arrays()
-        assert {"layers/block1/embeddings", "layers/block2/windows"} <= set(first)
+        assert {"block1", "block2", OUT} <= set(first)
         # the layers are what the encoder gives, pooled over time then over the windows
         embedder = layered_embedder(seed).eval()
         task = ToneTask(config)
@@ -153,51 +154,49 @@ def test_a_store_of_several_layers_resumes_to_the_same_store(tmp_path: Path) -> 
 
 
 def test_parts_of_other_layers_are_not_mixed_in(tmp_path: Path) -> None:
-    path, rng = tmp_path / "s.h5", np.random.default_rng()
-    writer = StoreWriter(path, {"layers": ["block1", "out"]}, kind="multiclass", label_names=["x", "y"],
-                         layers=("block1",), flush_every=1)
-    writer.add(TrackEmbedding("t0", "train", np.array([1, 0], np.float32), rng.standard_normal((3, 4)),
-                              np.arange(3, dtype=np.float32), {"block1": rng.standard_normal((3, 6))}))
-    again = StoreWriter(path, {"layers": ["block1", "out"]}, kind="multiclass", label_names=["x", "y"],
-                        layers=("block1",))
+    path, rng = tmp_path / "s", np.random.default_rng()
+    writer = StoreWriter(path, {"layers": ["block1", "out"]}, layers=("block1",), flush_every=1)
+    writer.add(TrackEmbedding("t0", rng.standard_normal((3, 4)), np.arange(3, dtype=np.float32),
+                              {"block1": rng.standard_normal((3, 6))}))
+    writer.close()
+    again = StoreWriter(path, {"layers": ["block1", "out"]}, layers=("block1",))
     assert again.done_ids == {"t0"}
     again.close()
     # a writer of other layers finds the part inconsistent (a layer's arrays missing): embedded again
-    assert StoreWriter(path, {"layers": ["block1", "out"]}, kind="multiclass", label_names=["x", "y"],
-                       layers=("block2",)).done_ids == set()
+    other = StoreWriter(path, {"layers": ["block1", "out"]}, layers=("block2",))
+    assert other.done_ids == set()
+    other.close()
 
 
-def test_a_store_of_the_embedding_alone_is_laid_out_as_before(tmp_path: Path) -> None:
+def test_a_store_of_the_embedding_alone_holds_no_layer_group(tmp_path: Path) -> None:
     path = tmp_path / "s.h5"
     extract(layered_embedder(0), ToneTask(ToneTask.Config(per_class=2, seconds=0.6)), path, {"m": 1},
             progress=False, num_workers=0)
-    with h5py.File(path, "r") as h5:
-        assert "layers" not in h5 and "layers" not in h5.attrs
     with EmbeddingStore(path) as store:
         assert store.layers == [OUT]
+        assert all("layers" not in segment.h5 for segment in store.store.segments)
         with pytest.raises(musicrep.MusicrepError, match="no layer 'block1' stored"):
             store.embeddings(layer="block1")
 
 
-def test_shards_of_several_layers_join(tmp_path: Path) -> None:
+def test_segments_of_several_layers_from_two_ranks_read_as_one(tmp_path: Path) -> None:
     rng = np.random.default_rng()
-    shards = []
+    tracks = {}
     for rank in range(2):
-        shard = tmp_path / f"store.rank{rank}-of-2.h5"
-        writer = StoreWriter(shard, {"p": 1}, kind="multiclass", label_names=["x", "y"], layers=("block1",))
+        writer = StoreWriter(tmp_path / "s", {"p": 1}, layers=("block1",), shard=(rank, 2))
         for k in range(3):
             w = int(rng.integers(1, 4))
-            writer.add(TrackEmbedding(f"r{rank}t{k}", "train", np.array([1, 0], np.float32),
-                                      rng.standard_normal((w, 4)), np.arange(w, dtype=np.float32),
-                                      {"block1": rng.standard_normal((w, 6))}))
-        writer.finish()
-        shards.append(shard)
-    joined = join_shards(shards, tmp_path / "store.h5")
-    assert store_status(joined, {"p": 1}) == "complete"
-    with EmbeddingStore(joined) as store, EmbeddingStore(shards[1]) as second:
-        assert store.layers == ["block1", OUT] and len(store) == 6
-        np.testing.assert_array_equal(store.embeddings(layer="block1")[3:], second.embeddings(layer="block1"))
-        np.testing.assert_array_equal(store.timeline(4, layer="block1")[0], second.timeline(1, layer="block1")[0])
+            track = TrackEmbedding(f"r{rank}t{k}", rng.standard_normal((w, 4)), np.arange(w, dtype=np.float32),
+                                   {"block1": rng.standard_normal((w, 6))})
+            writer.add(track)
+            tracks[track.id] = track
+        writer.finish([f"r{rank}t{k}" for k in range(3)])
+    with ContentStore(tmp_path / "s") as store:
+        assert store.layers == ["block1", OUT] and len(store) == 6 and len(store.segments) == 2
+        for key, track in tracks.items():
+            np.testing.assert_allclose(store.timeline(key, layer="block1")[0], track.layers["block1"], rtol=1e-6)
+            np.testing.assert_allclose(store.embeddings([key], layer="block1")[0],
+                                       track.layers["block1"].mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
@@ -256,12 +255,11 @@ def test_the_pipeline_probes_each_layer_and_the_table_names_them(tmp_path: Path,
     table = run_pipeline(write(tmp_path, FCN, '["out"]'), registry=registry)
     assert "small" in table and "small/out" not in table  # the embedding alone: named as before layers
     path = write(tmp_path, FCN, '["block1", "out"]')
-    with pytest.raises(ConfigError, match=r"layers: null -> \["):  # the stores would be replaced: say so
-        run_pipeline(path, registry=registry)
-    table = run_pipeline(path, registry=registry, force=["embed"])
+    table = run_pipeline(path, registry=registry)  # a store of these layers beside the first
     run_dir = tmp_path / "runs" / "layers"
     with EmbeddingStore(run_dir / "embeddings" / "small" / "tones.h5") as store:
         assert store.layers == ["block1", OUT] and store.provenance["layers"] == ["block1", OUT]
+    assert len(list((run_dir / "stores").iterdir())) == 2
     for result in (run_dir / "probes" / "small" / "tones" / "linear.json",
                    run_dir / "probes" / "small" / "tones" / "block1" / "linear.json"):
         assert json.loads(result.read_text())["primary"] == "accuracy"

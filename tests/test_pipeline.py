@@ -148,41 +148,41 @@ def test_dry_run_reports_what_is_cached_and_writes_nothing(tmp_path: Path, regis
     assert "embed small/tones: cached" in err and "probe small/tones/linear: to do" in err
 
 
-def test_a_store_from_another_model_config_stops_before_any_work(tmp_path: Path, registry: Registry) -> None:
+def test_a_changed_model_config_embeds_beside_the_old_store_and_says_why(tmp_path: Path, registry: Registry,
+                                                                          capsys: pytest.CaptureFixture) -> None:
     path = write_pipeline(tmp_path)
     run_pipeline(path, registry=registry)
     run_dir = tmp_path / "runs" / "tiny"
     store_path = run_dir / "embeddings" / "other" / "tones.h5"
-    mtimes = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    stores = sorted((run_dir / "stores").iterdir())
     path.write_text(path.read_text().replace("channels = [4], dim = 8", "channels = [4], dim = 12"))
-    with pytest.raises(ConfigError) as error:
-        run_pipeline(path, registry=registry)
-    message = str(error.value)
-    assert "[models.other]" in message and "tones" in message and "encoder.dim: 8 -> 12" in message
-    assert "--force embed" in message and str(path) in message
-    with pytest.raises(ConfigError, match="encoder.dim: 8 -> 12"):
-        run_pipeline(path, registry=registry, dry_run=True)
-    touched = [p.name for p in mtimes if p.stat().st_mtime_ns != mtimes[p]]
-    assert touched == []  # nothing was touched
-    run_pipeline(path, registry=registry, force=["embed"])  # the user's explicit choice replaces it
+    capsys.readouterr()
+    run_pipeline(path, registry=registry)
+    err = capsys.readouterr().err
+    assert "embed other/tones: weights changed; model.encoder.dim 8 -> 12" in err
+    assert "embed small/tones: cached" in err and "probe other/tones/knn: embeddings changed" in err
     with EmbeddingStore(store_path) as store:
         assert store.dim == 12
+    assert set(stores) < set((run_dir / "stores").iterdir())  # the old stores are kept
 
 
-def test_changed_inputs_are_recomputed_without_a_conflict(tmp_path: Path, registry: Registry,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_a_damaged_store_segment_is_embedded_again(tmp_path: Path, registry: Registry,
+                                                   capsys: pytest.CaptureFixture) -> None:
     import h5py
 
     path = write_pipeline(tmp_path)
     run_pipeline(path, registry=registry)
     store_path = tmp_path / "runs" / "tiny" / "embeddings" / "small" / "tones.h5"
-    with h5py.File(store_path, "r+") as h5:  # as if the weights behind it had changed
-        provenance = json.loads(h5.attrs["provenance"])
-        h5.attrs["provenance"] = json.dumps({**provenance, "model": "0" * 16}, sort_keys=True)
-    run_pipeline(path, registry=registry)
-    assert "embed small/tones: the existing store is made from other inputs" in capsys.readouterr().err
     with EmbeddingStore(store_path) as store:
-        assert store.provenance["model"] == provenance["model"]
+        before, segments = store.embeddings(), [s.path for s in store.store.segments]
+    with h5py.File(segments[0], "r+") as h5:  # its keys no longer match their checksum
+        h5.attrs["checksums"] = json.dumps({"keys": "0" * 64})
+    capsys.readouterr()
+    run_pipeline(path, registry=registry)
+    assert f"embed small/tones: {segments[0].name} is damaged (the checksum of /keys does not match)" in \
+        capsys.readouterr().err
+    with EmbeddingStore(store_path) as store:
+        np.testing.assert_allclose(store.embeddings(), before, atol=1e-6)
 
 
 def test_a_model_pretrained_with_another_config_stops_before_any_work(tmp_path: Path, registry: Registry) -> None:
@@ -325,7 +325,7 @@ def test_a_resumed_run_says_where_it_resumes_and_counts_the_whole_store(
     kept, left = int(resumed[1]), int(resumed[2])
     assert 0 < kept < 18 and kept + left == 18
     assert f"embed small/tones: 18 tracks ({left} embedded now, {kept} by an interrupted run), 0 skipped" in err
-    assert "embed other/tones: 18 tracks, 0 skipped" in err
+    assert "embed other/tones: 18 tracks (18 embedded now), 0 skipped" in err
 
 
 def test_seeds_repeat_pretraining_and_probing_and_the_report_groups_them(tmp_path: Path, registry: Registry,

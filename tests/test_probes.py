@@ -8,7 +8,7 @@ import pytest
 
 import musicrep
 from musicrep.probing import Split, probe_store, standardise
-from musicrep.store import StoreWriter, TrackEmbedding
+from musicrep.store import StoreWriter, TaskView, TrackEmbedding
 
 
 def clustered(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +26,16 @@ def clustered(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     return x, y.astype(np.float32)
 
 
+def write_store(view: Path, x: np.ndarray, y: np.ndarray, splits: list[str], kind: str, labels: list[str]) -> None:
+    """A store of one window per item (``x``) and a view with targets ``y``, as the extractor leaves them."""
+    writer = StoreWriter(view.with_suffix(".store"), {"m": 1})
+    for i in range(len(x)):
+        writer.add(TrackEmbedding(f"k{i}", x[i:i + 1], np.zeros(1, np.float32)))
+    writer.finish([f"k{i}" for i in range(len(x))])
+    TaskView([str(i) for i in range(len(x))], splits, [f"k{i}" for i in range(len(x))], y.astype(np.float32), kind,
+             labels).write(view, view.with_suffix(".store"), {"m": 1})
+
+
 @pytest.mark.parametrize("kind, metric, floor", [("multiclass", "accuracy", 0.7), ("multilabel", "roc_auc", 0.85),
                                                  ("regression", "r2", 0.7)])
 @pytest.mark.parametrize("probe, config", [("linear", {}), ("knn", {"k_grid": [5, 15]}),
@@ -36,11 +46,8 @@ def test_probes_beat_chance_through_a_store(tmp_path: Path, kind: str, metric: s
     rng = np.random.default_rng()
     x, y = clustered(kind, 400, rng)
     labels = [f"l{i}" for i in range(y.shape[1])]
-    writer = StoreWriter(tmp_path / "s.h5", {"m": 1}, kind=kind, label_names=labels)
-    for i in range(len(x)):
-        split = "test" if i % 4 == 0 else "train"  # no valid split: carved from train
-        writer.add(TrackEmbedding(str(i), split, y[i], x[i:i + 1], np.zeros(1, np.float32)))
-    writer.finish()
+    splits = ["test" if i % 4 == 0 else "train" for i in range(len(x))]  # no valid split: carved from train
+    write_store(tmp_path / "s.h5", x, y, splits, kind, labels)
     result = probe_store(tmp_path / "s.h5", musicrep.get_component("probe", probe, **config), seed=0,
                          probe_name=probe)
     assert result["primary"] == metric and result["n"]["test"] == 100
@@ -82,10 +89,7 @@ def test_standardise_uses_train_statistics() -> None:
 def test_kfold_stores_are_probed_fold_by_fold(tmp_path: Path) -> None:
     rng = np.random.default_rng()
     x, y = clustered("multiclass", 300, rng)
-    writer = StoreWriter(tmp_path / "k.h5", {"m": 1}, kind="multiclass", label_names=list("abcd"))
-    for i in range(len(x)):
-        writer.add(TrackEmbedding(str(i), f"fold{i % 5:02d}", y[i], x[i:i + 1], np.zeros(1, np.float32)))
-    writer.finish()
+    write_store(tmp_path / "k.h5", x, y, [f"fold{i % 5:02d}" for i in range(len(x))], "multiclass", list("abcd"))
     result = probe_store(tmp_path / "k.h5", musicrep.get_component("probe", "linear"), probe_name="linear")
     assert result["n"] == {"folds": 5, "items": 300} and len(result["chosen"]["folds"]) == 5
     assert result["metrics"]["test"]["accuracy"] > 0.7

@@ -1,12 +1,11 @@
-"""A run directory binds each model name to one configuration.
+"""A run directory binds each model name to one pre-training configuration.
 
-Stages are cached by content hash, so a changed config would silently recompute, and in doing
-so overwrite, the results a run directory already holds under that model's name. That is how
-results get lost (a report quoted yesterday no longer matches the files), so instead a run
-that would replace results made with another config stops before any work and says what
-changed; the user renames the model to keep both, or forces the stage to replace them.
-Changed *inputs* (new files in a task folder, new weights after a forced pre-training) are
-not conflicts: recomputing for them is the cache doing its job.
+Pre-training is cached by its key, so a changed config would silently retrain and, in doing so,
+overwrite the checkpoint a run directory holds under that model's name: days of work. Instead
+a run that would replace it stops before any work and says what changed; the user renames the
+model to keep both, or forces the stage to replace it. Embeddings and probes are not refused:
+a changed setting gives a new store beside the old one (nothing is lost, and switching back
+finds it again), and a probe result is made again with the changed field named in the log.
 """
 from __future__ import annotations
 
@@ -16,22 +15,13 @@ from typing import Any
 
 from musicrep.errors import ConfigError
 from musicrep.pipeline.context import RunContext
-from musicrep.pipeline.embed import store_config
 from musicrep.pipeline.pretrain import pretrain_description
-from musicrep.train import training_key
+from musicrep.provenance import pretrain_key
 
 
 def as_stored(value: Any) -> Any:
     """``value`` as it reads back from a store or record (JSON), so equal configs compare equal."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def config_of(provenance: dict[str, Any]) -> dict[str, Any]:
-    """A store's provenance without its inputs (weights hash, task items) and bookkeeping."""
-    config = {key: value for key, value in provenance.items() if key not in ("model", "musicrep")}
-    if isinstance(config.get("task"), dict):
-        config["task"] = {key: value for key, value in config["task"].items() if key != "items"}
-    return config
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -62,23 +52,13 @@ def conflict(spec_path: Path, section: str, what: str, changes: list[str], stage
 
 
 def check_run(context: RunContext) -> None:
-    """Refuse, before any work, to replace results this run directory made with another config."""
+    """Refuse, before any work, to replace a pre-training this run directory made with another config."""
     spec, run = context.spec, context.run
     for model in spec.models.values():
         if model.pretrain is not None and not context.forced("pretrain"):
             stored = run.pretrain_status(model.name)
             description = pretrain_description(context, model)
-            if stored is not None and stored.get("key") != training_key(description):
+            if stored is not None and stored.get("key") != pretrain_key(description):
                 changes = differences(stored.get("description", {}), description)
                 raise conflict(spec.path, model.section, f"the pre-training of model '{model.name}'", changes,
                                "pretrain")
-        if context.forced("embed"):
-            continue
-        for task_name in spec.tasks:
-            stored = run.stored_provenance(model.name, task_name)
-            if stored is None:
-                continue
-            before, after = config_of(stored), as_stored(store_config(context, model, task_name))
-            if before != after:
-                raise conflict(spec.path, model.section, f"model '{model.name}''s embeddings of task '{task_name}'",
-                               differences(before, after), "embed")

@@ -7,12 +7,14 @@ lifecycle hooks. ``PipelineRun`` (runner.py) calls the stages in order, firing t
 """
 from __future__ import annotations
 
+import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from musicrep.content import ContentIndex
 from musicrep.hashing import config_hash
 from musicrep.model import Embedder
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec
@@ -32,10 +34,33 @@ class RunContext:
     device: torch.device
     #: the tasks, built (and their items read) once by ``PipelineRun.check``
     tasks: dict[str, Any]
+    #: each task's content keys, computed once (``content_keys``)
+    _keys: dict[str, list[str]] = field(default_factory=dict)
+    _index: list[ContentIndex] = field(default_factory=list)
 
     def forced(self, stage: str) -> bool:
         """Whether ``--force`` redoes ``stage`` whatever is cached."""
         return stage in self.force
+
+    @property
+    def content_index(self) -> ContentIndex:
+        """The run's index of audio digests (``RUN_DIR/content-index``; saved by the embed stage)."""
+        if not self._index:
+            self._index.append(ContentIndex(self.run.content_index))
+        return self._index[0]
+
+    def content_keys(self, task_name: str) -> list[str]:
+        """The content key of every item of a task (``Task.content_key``), in its order. A file
+        that cannot be read gets a key of its path: the extractor then names it as bad audio."""
+        if task_name not in self._keys:
+            task, index, keys = self.tasks[task_name], self.content_index, []
+            for item in task.items():
+                try:
+                    keys.append(task.content_key(item, index))
+                except OSError:
+                    keys.append("unreadable-" + hashlib.sha256(str(item.path).encode()).hexdigest())
+            self._keys[task_name] = keys
+        return self._keys[task_name]
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,33 @@ class StageOutcome:
 
     output: Any
     summary: dict[str, Any]
+
+
+@dataclass
+class Decision:
+    """What a stage does for one model (x task (x probe)): "run" or "cached", and why."""
+
+    stage: str
+    model: str
+    task: str | None
+    action: str
+    reasons: list[str] = field(default_factory=list)
+    probe: str | None = None
+    layer: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"stage": self.stage, "model": self.model, "task": self.task, "action": self.action,
+               "reasons": list(self.reasons)}
+        if self.probe is not None:
+            out.update(probe=self.probe, layer=self.layer)
+        return out
+
+    def line(self, name: str, planned: bool = False) -> str:
+        """``embed m/t: cached``, or the reasons it runs (``to do: ...`` in a plan)."""
+        if self.action == "cached":
+            return f"{self.stage} {name}: cached"
+        why = "; ".join(self.reasons)
+        return f"{self.stage} {name}: to do ({why})" if planned else f"{self.stage} {name}: {why}"
 
 
 def log(message: str) -> None:

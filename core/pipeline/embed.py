@@ -1,22 +1,30 @@
-"""The embed stage: one HDF5 store per model x task (the extractor, ``musicrep.embed``, fills it),
-keyed by its provenance: the embed config, the model's weights, the task's items."""
+"""The embed stage: each model's embeddings in one content-addressed store per configuration
+(``musicrep.store``), shared by its tasks; each task gets a view of it. Only clips the store
+lacks are embedded, and every decision is said with its reasons (``decide``)."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicrep._version import __version__
+import h5py
+
 from musicrep.distributed import barrier, is_main, world
-from musicrep.embed import EmbedSummary, extract
+from musicrep.embed import EmbedSummary, embed_clips, write_view
 from musicrep.hashing import state_hash
 from musicrep.layers import OUT
 from musicrep.model import Embedder
-from musicrep.pipeline.context import RunContext, StageOutcome, log
+from musicrep.pipeline.context import Decision, RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ModelSpec
-from musicrep.store import EmbeddingStore, join_shards
+from musicrep.provenance import EmbedKey, algorithm_versions, component_fields, reasons
+from musicrep.store import ContentStore, EmbeddingStore, StoreError, TaskView
+from musicrep.store.layout import read_identity
 
-#: bad files named in the log (all are listed in the store's 'skipped' attribute)
+#: bad files named in the log (all are listed in the view's 'skipped' attribute)
 SHOWN_BAD_FILES = 20
+#: changed audio files named in a reason before "..."
+SHOWN_FILES = 3
 
 
 def stored_layers(asked: list[str]) -> list[str]:
@@ -24,76 +32,174 @@ def stored_layers(asked: list[str]) -> list[str]:
     return [*(layer for layer in asked if layer != OUT), OUT]
 
 
-def store_config(context: RunContext, model: ModelSpec, task_name: str) -> dict[str, Any]:
-    """The configuration part of a store's provenance: known before any work is done."""
+def embed_key(context: RunContext, model: ModelSpec, embedder: Embedder) -> EmbedKey:
+    """What shapes ``model``'s embeddings: its components, weights, windowing, layers, dtype."""
     embed = context.spec.embed
-    return {**model.describe(), "window": embed.window, "hop": embed.hop, "pooling": embed.pooling,
-            "windowing": embed.windowing, **({"dtype": embed.dtype} if embed.dtype != "float32" else {}),
-            **({"layers": stored_layers(model.layers)} if model.layers != [OUT] else {}),
-            "task": context.spec.tasks[task_name].describe()}
+    described = ({"load": model.load, **({"weights": model.weights} if model.weights else {})} if model.load
+                 else {"frontend": component_fields(model.frontend), "encoder": component_fields(model.encoder)})
+    return EmbedKey(described, state_hash(embedder.state_dict()), embed.window, embed.hop, embed.pooling,
+                    embed.windowing, tuple(stored_layers(model.layers)), embed.dtype,
+                    algorithm_versions(frontend=embedder.frontend, encoder=embedder.encoder, embedder=embedder))
 
 
-def provenance(context: RunContext, model: ModelSpec, embedder: Embedder, task_name: str) -> dict[str, Any]:
-    """What a store holds: its config plus its inputs (the weights' hash, the task's items)."""
-    config = store_config(context, model, task_name)
-    return {**config, "model": state_hash(embedder.state_dict()),
-            "task": {**config["task"], "items": context.tasks[task_name].fingerprint()}, "musicrep": __version__}
+def store_root(context: RunContext, key: EmbedKey) -> Path:
+    return context.run.content_store(key.key)
 
 
-def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_name: str) -> dict[str, Any] | None:
-    """Fill the store of ``model`` x ``task_name``; the extraction summary, or None when cached."""
-    run, task = context.run, context.tasks[task_name]
-    store = run.store(model.name, task_name)
-    made_from = provenance(context, model, embedder, task_name)
-    status = run.store_status(model.name, task_name, made_from)
-    if status not in ("missing", "complete"):
-        log(f"embed {model.name}/{task_name}: the existing store is {status}; embedding again")
-    if context.forced("embed") and store.exists():
-        store.unlink()
-    elif status == "complete":
-        log(f"embed {model.name}/{task_name}: cached")
+def _previous_view(path: Path) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The provenance and ``{item id: content key}`` of the view a earlier run wrote; None if
+    there is none to read (then the reasons say so)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            provenance = json.loads(h5.attrs["provenance"])
+            ids, keys = h5["ids"].asstr()[:], h5["keys"].asstr()[:]
+            skipped = json.loads(h5.attrs["skipped"])
+    except Exception:  # noqa: BLE001 - missing, older layout, damaged: no earlier decision to compare
         return None
-    rank, world_size = world()
-    target = store if world_size == 1 else run.store_shard(model.name, task_name, rank, world_size)
-    embed = context.spec.embed
-    summary = extract(embedder, task, target, made_from, batch_size=embed.batch_size,
-                      on_bad_audio=embed.on_bad_audio, device=context.device, flush_every=embed.checkpoint_every,
-                      num_workers=embed.num_workers, dtype=embed.dtype, shard=(rank, world_size), progress=is_main(),
-                      layers=stored_layers(model.layers), compile=embed.compile)
-    if world_size > 1:  # every rank wrote its shard; rank 0 joins them into one store
-        barrier()
-        if is_main():
-            join_shards([run.store_shard(model.name, task_name, r, world_size) for r in range(world_size)], store)
+    if not isinstance(provenance, dict) or len(ids) != len(keys):
+        return None
+    known = dict(zip(map(str, ids), map(str, keys)))
+    for record in skipped if isinstance(skipped, list) else []:
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            known.setdefault(record["id"], "")  # present before, key unknown (skipped as bad)
+    return provenance, known
+
+
+def _audio_reasons(before: dict[str, str], task: Any, keys: list[str]) -> list[str]:
+    """How the task's audio differs from the earlier view: changed files named, added and removed counted."""
+    now = {item.id: key for item, key in zip(task.items(), keys)}
+    changed = [i for i, key in now.items() if i in before and before[i] and before[i] != key]
+    added = [i for i in now if i not in before]
+    removed = [i for i in before if i not in now]
+    out = []
+    if changed:
+        shown = ", ".join(changed[:SHOWN_FILES]) + (", ..." if len(changed) > SHOWN_FILES else "")
+        out.append(f"{len(changed)} audio file{'s' if len(changed) > 1 else ''} changed ({shown})")
+    if added:
+        out.append(f"{len(added)} item{'s' if len(added) > 1 else ''} added")
+    if removed:
+        out.append(f"{len(removed)} item{'s' if len(removed) > 1 else ''} removed")
+    return out
+
+
+def decide(context: RunContext, model: ModelSpec, key: EmbedKey, task_name: str) -> Decision:
+    """Whether the embed stage must embed anything for ``model`` x ``task_name``, and why."""
+    root, keys = store_root(context, key), context.content_keys(task_name)
+    view = context.run.store(model.name, task_name)
+    if context.forced("embed"):
+        return Decision("embed", model.name, task_name, "run", ["--force embed"])
+    missing, damaged = len(set(keys)), []  # type: int, list[str]
+    if read_identity(root) is not None:
+        with ContentStore(root) as store:
+            missing = int((~store.known(list(set(keys)))).sum())
+            damaged = [f"{path.name} is {why}" for path, why in store.damage()]
+    if not missing and not damaged:
+        return Decision("embed", model.name, task_name, "cached")
+    previous = _previous_view(view)
+    if previous is None:
+        why = ["not embedded yet"]
+    else:
+        why = reasons(previous[0], key.fields(), EmbedKey.INPUTS)
+        why += _audio_reasons(previous[1], context.tasks[task_name], keys) if not why else []
+    return Decision("embed", model.name, task_name, "run",
+                    damaged + (why or [f"{missing} clips not in the store"]))
+
+
+def planned_view(context: RunContext, key: EmbedKey, task_name: str) -> TaskView:
+    """The view a task will have over its model's store once embedded (its bad files as the
+    store knows them so far)."""
+    root, keys = store_root(context, key), context.content_keys(task_name)
+    skipped: dict[str, dict[str, str]] = {}
+    if read_identity(root) is not None:
+        with ContentStore(root) as store:
+            skipped = store.skipped
+    return TaskView.of_task(context.tasks[task_name], keys, skipped)
+
+
+def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_name: str,
+               key: EmbedKey | None = None) -> dict[str, Any] | None:
+    """Fill ``model``'s store with what ``task_name`` needs and write the task's view; the
+    extraction summary, or None when nothing had to be embedded. ``key``: ``embed_key``'s."""
+    run, task = context.run, context.tasks[task_name]
+    key = key or embed_key(context, model, embedder)
+    root, view = store_root(context, key), run.store(model.name, task_name)
+    decision = decide(context, model, key, task_name)
+    name = f"{model.name}/{task_name}"
     if is_main():
-        log(f"embed {model.name}/{task_name}: {store_counts(store, summary)}, {summary.x_realtime:.0f}x realtime, "
-            f"{summary.batch_size} windows a call; time shares: " + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
-    if summary.bad_files:  # by name: the user must be able to find and fix each one
-        shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:SHOWN_BAD_FILES])
-        more = (f"; and {len(summary.bad_files) - SHOWN_BAD_FILES} more"
-                if len(summary.bad_files) > SHOWN_BAD_FILES else "")
-        log(f"embed {model.name}/{task_name}: skipped bad audio: {shown}{more} "
-            f"(all listed in the store's 'skipped' attribute)")
-    return summary.as_dict()
+        log(decision.line(name))
+    if any(" is damaged" in r for r in decision.reasons) and is_main():
+        with ContentStore(root) as store:
+            broken = [path for path, _ in store.damage()]
+        for path in broken:  # its clips are embedded again below
+            path.unlink(missing_ok=True)
+    keys = context.content_keys(task_name)
+    summary = None
+    if decision.action == "run":
+        embed = context.spec.embed
+        rank, world_size = world()
+        summary = embed_clips(embedder, task, task.items(), keys, root, key.fields(), force=context.forced("embed"),
+                              batch_size=embed.batch_size, on_bad_audio=embed.on_bad_audio, device=context.device,
+                              flush_every=embed.checkpoint_every, num_workers=embed.num_workers, dtype=embed.dtype,
+                              shard=(rank, world_size), progress=is_main(), layers=stored_layers(model.layers),
+                              compile=embed.compile, desc=f"embed {name}")
+        if world_size > 1:  # every rank wrote its segment; the store reads them all
+            barrier()
+    if is_main():
+        _update_view(task, keys, root, view)
+    if summary is not None and is_main():
+        log(f"embed {name}: {store_counts(view, summary)}, {summary.x_realtime:.0f}x realtime, "
+            f"{summary.batch_size} windows a call; time shares: "
+            + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
+        if summary.bad_files:  # by name: the user must be able to find and fix each one
+            shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:SHOWN_BAD_FILES])
+            more = (f"; and {len(summary.bad_files) - SHOWN_BAD_FILES} more"
+                    if len(summary.bad_files) > SHOWN_BAD_FILES else "")
+            log(f"embed {name}: skipped bad audio: {shown}{more} (all listed in the view's 'skipped' attribute)")
+    return None if summary is None else summary.as_dict()
 
 
-def store_counts(store: Path, summary: EmbedSummary) -> str:
-    """The whole store's tracks and skipped files, and how many of them this call embedded: a
-    resumed extraction embeds only the rest, but the store holds every track."""
-    with EmbeddingStore(store) as opened:
+def _update_view(task: Any, keys: list[str], root: Path, view: Path) -> None:
+    """(Re)write the task's view when it is not the task's over this store: labels, splits and
+    keys always come from the task, never from what a file says."""
+    with ContentStore(root) as store:
+        wanted = TaskView.of_task(task, keys, store.skipped).digest
+    try:
+        with EmbeddingStore(view) as current:
+            if current.digest == wanted and current.store_root.resolve() == root.resolve():
+                return
+    except StoreError:
+        pass
+    write_view(task, keys, root, view)
+
+
+def store_counts(view: Path, summary: EmbedSummary) -> str:
+    """The view's tracks and skipped files, and how many clips this call embedded (a resumed
+    extraction embeds only the rest; clips another task shares are not embedded again)."""
+    with EmbeddingStore(view) as opened:
         tracks, skipped = len(opened), len(opened.skipped)
-    now = (f" ({summary.tracks} embedded now, {summary.resumed_tracks} by an interrupted run)"
-           if summary.resumed_tracks else "")
-    return f"{tracks} tracks{now}, {skipped} skipped"
+    resumed = f", {summary.resumed_tracks} by an interrupted run" if summary.resumed_tracks else ""
+    return f"{tracks} tracks ({summary.tracks} embedded now{resumed}), {skipped} skipped"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What the probe stage needs of one model x task: its view and its store's key."""
+
+    view: Path
+    key: EmbedKey
 
 
 def run(context: RunContext, embedders: dict[str, Embedder]) -> StageOutcome:
-    """Every store, ``{(model, task): path}``, from the pretrain stage's ``{model: Embedder}``."""
-    stores: dict[tuple[str, str], Path] = {}
+    """Every task's view, ``{(model, task): Embedded}``, from the pretrain stage's ``{model: Embedder}``."""
+    stores: dict[tuple[str, str], Embedded] = {}
     made: dict[str, Any] = {}
     for model in context.spec.models.values():
+        key = embed_key(context, model, embedders[model.name])
         for task_name in context.tasks:
-            made[f"{model.name}/{task_name}"] = embed_task(context, model, embedders[model.name], task_name)
-            stores[model.name, task_name] = context.run.store(model.name, task_name)
+            made[f"{model.name}/{task_name}"] = embed_task(context, model, embedders[model.name], task_name, key)
+            stores[model.name, task_name] = Embedded(context.run.store(model.name, task_name), key)
+    if is_main():
+        context.content_index.save()
     summary = {"stores": {key: "cached" if s is None else s for key, s in made.items()},
                "cached": all(s is None for s in made.values())}
     return StageOutcome(stores, summary)

@@ -13,11 +13,12 @@ from musicrep import atomic
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
-from musicrep.pipeline.context import RunContext, StageOutcome, build_model, log
+from musicrep.pipeline.context import Decision, RunContext, StageOutcome, build_model, log
 from musicrep.pipeline.spec import ModelSpec
 from musicrep.tasks import encode_target
 from musicrep.checkpoint import save_checkpoint
-from musicrep.train import Source, TrainSettings, load_checkpoint, train, training_key
+from musicrep.provenance import pretrain_key, reasons
+from musicrep.train import Source, TrainSettings, load_checkpoint, train
 
 from musicrep.catalog import AUDIO_SUFFIXES, walk_audio
 
@@ -100,9 +101,21 @@ def cached_weights(context: RunContext, model: ModelSpec) -> dict[str, torch.Ten
     if context.forced("pretrain"):
         return None
     state = load_checkpoint(context.run.model(model.name).final)
-    if state is None or state.get("key") != training_key(pretrain_description(context, model)):
+    if state is None or state.get("key") != pretrain_key(pretrain_description(context, model)):
         return None
     return state["embedder"]
+
+
+def decide(context: RunContext, model: ModelSpec, cached: dict[str, torch.Tensor] | None) -> Decision:
+    """Whether ``model`` must be pre-trained, and why; ``cached``: ``cached_weights``'."""
+    if cached is not None:
+        return Decision("pretrain", model.name, None, "cached")
+    if context.forced("pretrain"):
+        return Decision("pretrain", model.name, None, "run", ["--force pretrain"])
+    stored = context.run.pretrain_status(model.name)
+    before = stored.get("description") if isinstance(stored, dict) else None
+    why = reasons(before, pretrain_description(context, model)) if isinstance(before, dict) else ["not made yet"]
+    return Decision("pretrain", model.name, None, "run", why or ["its checkpoint is missing or unreadable"])
 
 
 def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) -> dict[str, Any] | None:
@@ -112,7 +125,7 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
     fields = {k: v for k, v in asdict(model.pretrain).items() if k != "data"}
     settings = TrainSettings(**fields, seed=model.seed, on_bad_audio=context.spec.embed.on_bad_audio)
     description = pretrain_description(context, model)
-    key = training_key(description)
+    key = pretrain_key(description)
     cached = cached_weights(context, model)
     if cached is not None:
         embedder.load_state_dict(cached)

@@ -1,25 +1,27 @@
-"""The probe stage: every probe on every asked layer of every store (``layers``), each result
-keyed by the store's provenance, the probe's config, the task's metrics, the model's seed and
-the layer (the embedding, "out", keeps the key it had before layers existed)."""
+"""The probe stage: every probe on every asked layer of every task's view, each result keyed
+(``musicrep.provenance.ProbeKey``) by the store's embed key, the view's digest (the task's
+items, their audio's content keys, labels and splits), the probe's config, the task's metrics,
+the model's seed and the layer; a rerun says why (``decide``)."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from musicrep import atomic
-from musicrep.hashing import config_hash
 from musicrep.interrupts import stop_if_interrupted
 from musicrep.layers import OUT
-from musicrep.pipeline.context import RunContext, StageOutcome, log
+from musicrep.pipeline.context import Decision, RunContext, StageOutcome, log
+from musicrep.pipeline.embed import Embedded
 from musicrep.pipeline.spec import ComponentRef
 from musicrep.probing import RESULT_FORMAT, probe_store
+from musicrep.provenance import ProbeKey, component_fields, reasons
 from musicrep.store import EmbeddingStore
 
 
-def probe_key(provenance: dict[str, Any], probe: ComponentRef, task: Any, seed: int, layer: str = OUT) -> str:
-    return config_hash([provenance, probe.describe(), list(task.metrics), seed, RESULT_FORMAT,
-                        *([layer] if layer != OUT else [])])
+def probe_key(embedding: str, view: str, probe: ComponentRef, task: Any, seed: int, layer: str = OUT) -> ProbeKey:
+    return ProbeKey(embedding, view, component_fields(probe), tuple(task.metrics), seed, RESULT_FORMAT, layer)
 
 
 def model_label(context: RunContext, model: str, layer: str) -> str:
@@ -30,12 +32,39 @@ def model_label(context: RunContext, model: str, layer: str) -> str:
     return f"{model}/{layer}" if layered else model
 
 
-def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> dict[str, float | None]:
-    """Every probe on every asked layer of one store: ``{probe or layer/probe: primary test
+def decide(context: RunContext, model: str, task_name: str, probe: str, key: ProbeKey, layer: str = OUT) -> Decision:
+    """Whether one probe result must be made again, and why (naming the field that changed)."""
+    decision = Decision("probe", model, task_name, "run", probe=probe, layer=layer)
+    for stage in ("embed", "probe"):
+        if context.forced(stage):
+            decision.reasons = [f"--force {stage}"]
+            return decision
+    out = context.run.probe_result(model, task_name, probe, layer)
+    try:
+        result = json.loads(out.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        decision.reasons = ["no result yet"]
+        return decision
+    except (OSError, ValueError):  # results are written atomically; this is damage from outside
+        decision.reasons = [f"the existing result {out} is unreadable"]
+        return decision
+    if isinstance(result, dict) and result.get("key") == key.key:
+        decision.action = "cached"
+        return decision
+    before = result.get("key_fields") if isinstance(result, dict) else None
+    decision.reasons = (reasons(before, key.fields(), ProbeKey.INPUTS) if isinstance(before, dict)
+                        else ["made by an older musicrep"]) or ["key changed"]
+    decision.reasons = [{"embedding changed": "embeddings changed",
+                         "view changed": "task items, audio or labels changed"}.get(r, r) for r in decision.reasons]
+    return decision
+
+
+def probe_task(context: RunContext, model: str, task_name: str, embedded: Embedded) -> dict[str, float | None]:
+    """Every probe on every asked layer of one view: ``{probe or layer/probe: primary test
     metric}``, None for a cached result."""
     task = context.tasks[task_name]
-    with EmbeddingStore(store) as opened:
-        made_from = opened.provenance
+    with EmbeddingStore(embedded.view) as opened:  # its digest is checked against its contents
+        view = opened.digest
     done: dict[str, float | None] = {}
     seed = context.spec.models[model].seed
     for layer in context.spec.models[model].layers:
@@ -43,29 +72,27 @@ def probe_task(context: RunContext, model: str, task_name: str, store: Path) -> 
             stop_if_interrupted()
             name = f"{model_label(context, model, layer)}/{task_name}/{probe.name}"
             entry = probe.name if layer == OUT else f"{layer}/{probe.name}"
-            key = probe_key(made_from, probe, task, seed, layer)
-            out = context.run.probe_result(model, task_name, probe.name, layer)
-            status = ("redo" if context.forced("probe")
-                      else context.run.probe_status(model, task_name, probe.name, key, layer))
-            if status == "done":
-                log(f"probe {name}: cached")
+            key = probe_key(embedded.key.key, view, probe, task, seed, layer)
+            decision = decide(context, model, task_name, probe.name, key, layer)
+            if decision.action == "cached":
+                log(decision.line(name))
                 done[entry] = None
                 continue
-            if status == "unreadable":
-                log(f"probe {name}: the existing result {out} is unreadable; probing again")
+            log(decision.line(name))
             started = time.perf_counter()
-            result = probe_store(store, probe.create(context.registry), metrics=list(task.metrics) or None,
+            result = probe_store(embedded.view, probe.create(context.registry), metrics=list(task.metrics) or None,
                                  seed=seed, probe_name=probe.name, layer=layer)
-            result["key"] = key
-            atomic.write_json(out, result)
+            result["key"], result["key_fields"] = key.key, key.fields()
+            atomic.write_json(context.run.probe_result(model, task_name, probe.name, layer), result)
             done[entry] = test = result["metrics"]["test"][result["primary"]]
             log(f"probe {name}: test {result['primary']} = {test:.4f} ({time.perf_counter() - started:.1f} s)")
     return done
 
 
-def run(context: RunContext, stores: dict[tuple[str, str], Path]) -> StageOutcome:
-    """Every probe result, from the embed stage's ``{(model, task): store}``."""
-    results = {f"{model}/{task}": probe_task(context, model, task, store) for (model, task), store in stores.items()}
+def run(context: RunContext, stores: dict[tuple[str, str], Embedded]) -> StageOutcome:
+    """Every probe result, from the embed stage's ``{(model, task): Embedded}``."""
+    results = {f"{model}/{task}": probe_task(context, model, task, embedded)
+               for (model, task), embedded in stores.items()}
     summary = {"results": {key: {p: "cached" if v is None else v for p, v in done.items()}
                            for key, done in results.items()},
                "cached": all(v is None for done in results.values() for v in done.values())}

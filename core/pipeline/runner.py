@@ -9,6 +9,7 @@ The lifecycle hooks ``musicrep_on_stage_start`` / ``_end`` fire here, once per s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from musicrep.distributed import init_from_env, is_main
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.layers import OUT, encode_layers, layer_names, unknown_layers
 from musicrep.pipeline import conflicts, embed, pretrain, probe, report, survey
-from musicrep.pipeline.context import RunContext, build_model, log
+from musicrep.pipeline.context import Decision, RunContext, build_model, log
 from musicrep.pipeline.embed import stored_layers
 from musicrep.pipeline.task_check import check_task
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
@@ -120,10 +121,10 @@ class PipelineRun:
                               + ("" if own else f"; [{model.section}] layers = [...] sets one model's own"),
                               file=str(self.spec.path), section=model.section if own else "embed", key="layers")
 
-    def plan(self, tasks: dict[str, Any]) -> list[str]:
-        """What a run would do: each stage's work, cached or to do, computed from the same keys
-        the stages use; ``tasks`` as returned by ``check``."""
-        context, lines = self.context(tasks), []
+    def plan(self, tasks: dict[str, Any]) -> list[tuple[str, Decision]]:
+        """What a run would do, ``(name, Decision)`` per stage x model x task (x layer x probe),
+        from the same keys and decisions the stages use; ``tasks`` as returned by ``check``."""
+        context, planned = self.context(tasks), []
         for model in self.spec.models.values():
             probes = [(layer, p) for layer in model.layers for p in self.spec.probes]
             embedder = build_model(context, model)
@@ -133,24 +134,25 @@ class PipelineRun:
                 ready = weights is not None
                 if ready:
                     embedder.load_state_dict(weights)
-                lines.append(f"  pretrain {model.name}: {'cached' if ready else 'to do'}")
+                planned.append((model.name, pretrain.decide(context, model, weights)))
+            key = embed.embed_key(context, model, embedder) if ready else None
             for task_name, task in tasks.items():
-                if not ready:
-                    lines.append(f"  embed {model.name}/{task_name}: to do (after pre-training)")
-                    lines += [f"  probe {probe.model_label(context, model.name, layer)}/{task_name}/{p.name}: to do"
-                              for layer, p in probes]
+                labels = {(layer, p.name): f"{probe.model_label(context, model.name, layer)}/{task_name}/{p.name}"
+                          for layer, p in probes}
+                if key is None:
+                    planned.append((f"{model.name}/{task_name}",
+                                    Decision("embed", model.name, task_name, "run", ["after pre-training"])))
+                    planned += [(labels[layer, p.name], Decision("probe", model.name, task_name, "run",
+                                                                 ["after pre-training"], p.name, layer))
+                                for layer, p in probes]
                     continue
-                made_from = embed.provenance(context, model, embedder, task_name)
-                stored = (not context.forced("embed")
-                          and self.run.store_status(model.name, task_name, made_from) == "complete")
-                lines.append(f"  embed {model.name}/{task_name}: {'cached' if stored else 'to do'}")
-                for layer, probe_ref in probes:
-                    key = probe.probe_key(made_from, probe_ref, task, model.seed, layer)
-                    done = (stored and not context.forced("probe")
-                            and self.run.probe_status(model.name, task_name, probe_ref.name, key, layer) == "done")
-                    lines.append(f"  probe {probe.model_label(context, model.name, layer)}/{task_name}/"
-                                 f"{probe_ref.name}: {'cached' if done else 'to do'}")
-        return lines
+                planned.append((f"{model.name}/{task_name}", embed.decide(context, model, key, task_name)))
+                view = embed.planned_view(context, key, task_name).digest
+                for layer, p in probes:
+                    probe_key = probe.probe_key(key.key, view, p, task, model.seed, layer)
+                    planned.append((labels[layer, p.name],
+                                    probe.decide(context, model.name, task_name, p.name, probe_key, layer)))
+        return planned
 
     def run_stages(self, tasks: dict[str, Any] | None = None) -> str:
         """Every stage in order, each announced to the plugins as it starts and ends, cached or
@@ -187,8 +189,11 @@ def describe_plan(spec: PipelineSpec, run_dir: Path, tasks: dict[str, Any]) -> l
 
 
 def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: bool = False,
-                 run_dir: str | Path | None = None, registry: Registry | None = None) -> str | None:
-    """Run the pipeline in the TOML at ``path``; returns the report table (None for a dry run)."""
+                 run_dir: str | Path | None = None, registry: Registry | None = None,
+                 as_json: bool = False) -> str | None:
+    """Run the pipeline in the TOML at ``path``; returns the report table (None for a dry run).
+    ``as_json`` (with ``dry_run``): print the plan to stdout as JSON, one object per stage x
+    model x task (x probe), each with its ``action`` ("run" or "cached") and ``reasons``."""
     force_set = set(force or [])
     for stage in force_set:
         if stage not in STAGES:
@@ -197,12 +202,17 @@ def run_pipeline(path: str | Path, *, force: list[str] | None = None, dry_run: b
     spec = load_pipeline(path, registry)
     run_dir = Path(run_dir) if run_dir else spec.run_dir
     pipeline = PipelineRun(spec, run_dir, force_set, registry)
+    pipeline.run.check_ours()  # a folder musicrep did not make is refused before any work
     tasks = pipeline.check()  # a config error never leaves a run directory behind
     for line in describe_plan(spec, run_dir, tasks):
         log(line)
     if dry_run:
-        for line in pipeline.plan(tasks):
-            log(line)
+        planned = pipeline.plan(tasks)
+        if as_json:
+            print(json.dumps([decision.as_dict() for _, decision in planned], indent=2), flush=True)
+        else:
+            for name, decision in planned:
+                log("  " + decision.line(name, planned=True))
         return None
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the lock and writes
     with contextlib.nullcontext() if worker else pipeline.run.lock():

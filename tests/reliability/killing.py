@@ -169,11 +169,18 @@ def steps_logged(run: Path) -> int:
 
 
 def store_path(run: Path) -> Path:
+    """The task's view: written once the model's store holds every clip of the task."""
     return run / "embeddings" / MODEL / f"{TASK}.h5"
 
 
 def parts_dir(run: Path) -> Path:
-    return store_path(run).with_name(f"{TASK}.h5.parts")
+    """The journal of the model's store (the run has one store): its part files while embedding."""
+    found = sorted(run.glob("stores/*/journal"))
+    return found[0] if found else run / "stores" / "none" / "journal"
+
+
+def segments(run: Path) -> list[Path]:
+    return sorted(run.glob("stores/*/segments/seg-*.h5"))
 
 
 def parts_written(run: Path) -> int:
@@ -219,7 +226,8 @@ def outputs(run: Path) -> dict[str, Any]:
     return {
         "weights": final["embedder"], "key": final["key"],
         "log": [(r["step"], r["loss"], r["lr"]) for r in log],  # not clips_per_s: a speed
-        "store": store_contents(store_path(run)),
+        "store": {**store_contents(store_path(run)),
+                  **{f"{p.parent.parent.name}/{p.name}/{k}": v for p in segments(run) for k, v in store_contents(p).items()}},
         "probes": {p: json.loads((run / "probes" / MODEL / TASK / f"{p}.json").read_text()) for p in PROBES},
         "results": json.loads((run / "results.json").read_text()),
     }

@@ -158,7 +158,7 @@ def describe(run: Path, state: dict[str, Any]) -> str:
     if not state["final"]:
         return f"pre-training (checkpoint at step {state['step']} of {STEPS}, {steps_logged(run)} logged)"
     if state["store"] is None:
-        parts = sorted(store_path(run).parent.glob(f"{TASK}.h5.parts/part-*"))
+        parts = sorted(run.glob("stores/*/journal/part-*"))
         return f"embedding ({len(parts)} part files of {TRACKS} tracks)"
     return f"probing ({len(state['probes'])} of {len(PROBES)} results)"
 

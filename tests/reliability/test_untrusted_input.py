@@ -124,6 +124,7 @@ def test_a_planted_checkpoint_in_a_run_is_never_unpickled(tmp_path: Path, plante
     pipeline = write_pipeline(tmp_path)
     models = tmp_path / "runs" / "safe" / "models" / "small"
     plant(models / planted, marker)
+    (tmp_path / "runs" / "safe" / ".musicrep-run").write_text("")  # a run folder someone shared, marked as ours
     code, err = cli("run", *(["--dry-run"] if dry_run else []), pipeline)
     assert not marker.exists(), err
     if not (dry_run and planted == "last.pt"):  # a plan reads no resume point
@@ -177,6 +178,7 @@ def test_the_lock_never_follows_a_symbolic_link(tmp_path: Path) -> None:
     pipeline = write_pipeline(tmp_path)
     run = tmp_path / "runs" / "safe"
     run.mkdir(parents=True)
+    (run / ".musicrep-run").write_text("")  # a run folder someone shared, marked as ours
     (run / ".lock").symlink_to(victim)
     code, err = cli("run", pipeline)
     assert code == 2 and "Traceback" not in err, err
@@ -194,7 +196,7 @@ def test_no_path_of_the_run_directory_leads_outside_it(tmp_path: Path) -> None:
     escape = "/".join([".."] * rng.randint(4, 7)) + "/" + random_name(rng)  # out of the deepest folder
     for make in (lambda n: run.model(n).path, lambda n: run.store(n, "t"), lambda n: run.store("m", n),
                  lambda n: run.probe_result("m", n, "linear"), lambda n: run.probe_result("m", "t", n),
-                 lambda n: run.store_shard(n, "t", 0, 2)):
+                 lambda n: run.content_store(n)):
         with pytest.raises(MusicrepError, match="outside the run directory"):
             make(escape)
         with pytest.raises(MusicrepError, match="outside the run directory"):
