@@ -5,6 +5,7 @@ naming the file: never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,11 +84,15 @@ def fresh_run(results: dict[str, Any]) -> Path:
     return run
 
 
+#: examples per fuzz test: CI's default keeps the file under 20 s; a soak sets more
+#: (``MUSICREP_FUZZ_EXAMPLES=5000 pytest tests/reliability/test_fuzz_report.py``)
+EXAMPLES = int(os.environ.get("MUSICREP_FUZZ_EXAMPLES", "120"))
+
 NO_FIGURES = [mock.patch.object(report_module, "bar_charts", lambda *a, **k: []),
               mock.patch.object(report_module, "loss_curve", lambda *a, **k: None)]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
 @given(data=st.data())
 def test_mutated_probe_results(data: st.DataObject, capsys: pytest.CaptureFixture) -> None:
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
@@ -104,7 +109,7 @@ def test_mutated_probe_results(data: st.DataObject, capsys: pytest.CaptureFixtur
         shutil.rmtree(run)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=max(1, EXAMPLES // 2), deadline=None, suppress_health_check=list(HealthCheck))
 @given(raw=st.binary(max_size=300) | JSON.map(json.dumps), toml=st.text(max_size=200), log=st.binary(max_size=200))
 def test_random_files(raw: str | bytes, toml: str, log: bytes, capsys: pytest.CaptureFixture) -> None:
     run = fresh_run({"a": valid_result(np.random.default_rng())})
