@@ -109,7 +109,7 @@ def test_embed_compile_is_one_graph_or_eager(monkeypatch: pytest.MonkeyPatch, ca
     from musicrep.accel import WindowEncoder
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
-    windows = torch.randn(6, 32, 40, device=device)
+    windows = torch.rand(6, 32, 40, device=device)  # positive: every chunk takes the same branch
     for encoder, stays_compiled in ((_model("band-cnn").encoder, True), (_BranchyEncoder(), False)):
         encode = WindowEncoder(encoder.eval(), torch.device(device), 4, compile=True)
         with caplog.at_level(logging.WARNING, logger="musicrep.accel"), torch.no_grad():
