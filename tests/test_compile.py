@@ -109,7 +109,7 @@ def test_embed_compile_is_one_graph_or_eager(monkeypatch: pytest.MonkeyPatch, ca
     from musicrep.accel import WindowEncoder
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
-    windows = torch.randn(6, 32, 40, device=device)
+    windows = torch.rand(6, 32, 40, device=device)  # positive: every chunk takes the same branch
     for encoder, stays_compiled in ((_model("band-cnn").encoder, True), (_BranchyEncoder(), False)):
         encode = WindowEncoder(encoder.eval(), torch.device(device), 4, compile=True)
         with caplog.at_level(logging.WARNING, logger="musicrep.accel"), torch.no_grad():
@@ -117,3 +117,13 @@ def test_embed_compile_is_one_graph_or_eager(monkeypatch: pytest.MonkeyPatch, ca
             torch.testing.assert_close(got, encoder(windows), rtol=1e-4, atol=1e-5)
         assert (encode.compiled is not None) == stays_compiled
     assert "torch.compile of the encoder failed" in caplog.text
+
+
+def test_compiled_resampling_is_one_graph_and_keeps_its_range_check() -> None:
+    """The pitch-shift engine compiles without a break; its ratio check is the operator's then."""
+    shift = torch.compile(lambda x, r: ops.resample_shift(x, r), fullgraph=True, backend="aot_eager")
+    x = torch.randn(3, 400, device=device)
+    ratio = torch.tensor([0.8, 1.0, 1.3], device=device)
+    torch.testing.assert_close(shift(x, ratio), ops.resample_shift(x, ratio))
+    with pytest.raises(RuntimeError, match="ratio must lie in"):
+        shift(x, torch.tensor([0.8, 1.0, 100.0], device=device))

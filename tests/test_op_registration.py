@@ -77,3 +77,22 @@ def test_mel_gradient_through_the_operator_matches_the_reference(rng: torch.Gene
     (got,) = torch.autograd.grad(ops.mel_spectrogram(wave, **kw).square().sum(), wave)
     (want,) = torch.autograd.grad(reference.mel_spectrogram(wave, **kw).square().sum(), wave)
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.cuda
+def test_cuda_kernels_pass_opcheck() -> None:
+    """The kernels registered under TORCH_LIBRARY_IMPL(musicrep, CUDA, m) (``make gpu-check``)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    from musicrep._native import has_cuda_kernels
+
+    if not has_cuda_kernels():
+        pytest.skip("musicrep._C was built without CUDA kernels")
+    g = torch.Generator(device="cuda").manual_seed(26)
+    wave = torch.randn(2, 300, generator=g, device="cuda", requires_grad=True)
+    torch.library.opcheck(native_ops().mel_spectrogram, _mel_args(wave))
+    u = torch.nn.functional.normalize(torch.randn(12, 5, generator=g, device="cuda"), dim=1).requires_grad_(True)
+    torch.library.opcheck(native_ops().nt_xent_lse, (u, 8, 4.0))
+    x = torch.randn(3, 200, generator=g, device="cuda")
+    ratio = torch.tensor([0.5, 1.0, 1.7], dtype=F64, device="cuda")
+    torch.library.opcheck(native_ops().resample_shift, (x, ratio, torch.zeros(3, dtype=F64, device="cuda"), 150, 8))

@@ -33,7 +33,8 @@ def _per_item(name: str, value: object, batch: int, device: torch.device) -> tor
         out = value.detach().to(device=device, dtype=torch.float64).contiguous()
     else:
         out = torch.full((batch,), validate.finite_number(name, value), dtype=torch.float64, device=device)
-    if not bool(torch.isfinite(out).all()):
+    # eager only (validate.tracing): traced, the operator's own check stands
+    if not validate.tracing() and not bool(torch.isfinite(out).all()):
         raise ValueError(f"{name} must be finite")
     return out
 
@@ -55,7 +56,7 @@ def check_arguments(x: object, ratio: object, start: object, length: object, zer
         raise ValueError(f"zeros must be at most {MAX_ZEROS}, got {zeros}")
     length = time if length is None else validate.positive_int("length", length)
     ratio = _per_item("ratio", ratio, batch, x.device)
-    if bool(((ratio < 1 / MAX_RATIO) | (ratio > MAX_RATIO)).any()):
+    if not validate.tracing() and bool(((ratio < 1 / MAX_RATIO) | (ratio > MAX_RATIO)).any()):
         raise ValueError(f"ratio must lie in [1/{MAX_RATIO:g}, {MAX_RATIO:g}], got values in "
                          f"[{ratio.min().item():g}, {ratio.max().item():g}]")
     if start is None:
