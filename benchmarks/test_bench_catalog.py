@@ -10,7 +10,8 @@ after touching 1 % of the files (those rehashed). The catalog is made here: ``co
     pytest benchmarks/test_bench_catalog.py --benchmark-enable -s -k 1e4   # the quick check
 
 ``MUSICREP_BENCH_CATALOG=20000,500000`` sets other counts. Making 10^6 files takes minutes and
-about 4 GB of disk (one block each); they are deleted at the end.
+about 4 GB of disk (one block each); they are deleted at the end, which on a filesystem mounted
+with ``discard`` can take longer than making them (the 2026-12-03 run: over 20 minutes).
 """
 from __future__ import annotations
 

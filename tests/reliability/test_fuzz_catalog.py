@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -78,9 +77,9 @@ def test_csv_reader_returns_or_says_one_line(tmp_path: Path, data: bytes, suffix
 
 
 @pytest.fixture(scope="module")
-def indexed() -> tuple[Path, list[Path], bytes]:
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], bytes]:
     """A folder of files, their digests saved in a valid index; the index file's bytes."""
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-content-"))
+    folder = tmp_path_factory.mktemp("fuzz-content")
     files = []
     for i in range(40):
         path = folder / f"clip{i}.wav"

@@ -1,0 +1,88 @@
+"""A pre-training folder source is walked within bounds (issue 25 item 4).
+
+``pretrain.data = ["/"]`` walked the whole filesystem. Through the pipeline now: a root of ``/``
+(or a link to it) is refused in one line by the config check, before the run folder exists; a
+folder with link cycles and links into ``/proc`` pre-trains on its own audio files only.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicrep.cli import main
+
+PIPELINE = """
+[run]
+name = "walk"
+device = "cpu"
+
+[tasks.pitch]
+type = "synth"
+label = "pitch"
+n_classes = 3
+n_train = 9
+n_valid = 3
+n_test = 3
+seconds = 0.5
+
+[models.small]
+frontend = {{ type = "mel", n_fft = 256, hop_length = 128, n_mels = 16 }}
+encoder = {{ type = "fcn", channels = [4], dim = 8 }}
+
+[models.small.pretrain]
+objective = {{ type = "simclr", hidden = [8], projection_dim = 4 }}
+data = [{data}]
+steps = 2
+batch_size = 4
+clip_seconds = 0.5
+warmup_steps = 1
+
+[embed]
+window = 0.5
+hop = 0.25
+
+[probe]
+probes = [{{ type = "knn", k_grid = [1] }}]
+"""
+
+
+def cli(*args: str | Path) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([str(a) for a in args])
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("data", ['"/"', '"everything"', '"/proc"'])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_walk_of_the_whole_filesystem_is_refused_before_the_run(tmp_path: Path, data: str, dry_run: bool) -> None:
+    (tmp_path / "everything").symlink_to("/")
+    toml = tmp_path / "walk.toml"
+    toml.write_text(PIPELINE.format(data=data))
+    code, err = cli("run", *(["--dry-run"] if dry_run else []), toml)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1, err
+    assert "refusing to walk" in lines[0] and data.strip('"') in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_folder_with_link_cycles_pretrains_on_its_own_audio(tmp_path: Path, caplog) -> None:
+    audio = tmp_path / "audio"
+    rng = np.random.default_rng()
+    for i, sub in enumerate(["a", "a/b", "a/b", "c", "c"]):
+        (audio / sub).mkdir(parents=True, exist_ok=True)
+        sf.write(audio / sub / f"clip{i}.wav", 0.1 * rng.standard_normal(8000).astype(np.float32), 16000)
+    (audio / "a" / "b" / "loop").symlink_to(audio)  # a cycle back to the root
+    (audio / "c" / "kernel").symlink_to("/proc")  # millions of synthetic entries, and /proc/kcore
+    toml = tmp_path / "walk.toml"
+    toml.write_text(PIPELINE.format(data='"audio"'))
+    code, err = cli("run", toml)
+    assert code == 0, err
+    assert f"{audio / 'c' / 'kernel'}: skipped, a kernel or device filesystem" in caplog.messages
+    assert (tmp_path / "runs" / "walk" / "models" / "small" / "final.pt").is_file()
+    assert "pre-training has" not in err
