@@ -212,6 +212,8 @@ def load(path: str | Path, sample_rate: int, *, offset: float = 0.0,
     wave = resample(wave, rate, sample_rate)
     if wave.size == 0:
         raise BadAudioError(p, f"too short: {len(data)} frames at {rate} Hz make no sample at {sample_rate} Hz")
+    if rate != sample_rate and not np.isfinite(wave).all():  # finite samples so large the filter overflows
+        raise BadAudioError(p, f"samples too large to resample (up to {float(np.abs(data).max()):.3g})")
     return wave
 
 

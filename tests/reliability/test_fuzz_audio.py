@@ -101,6 +101,16 @@ def test_a_decode_beyond_the_sample_bound_is_refused_before_decoding(tmp_path: P
     assert len(load(path, SR, duration=frames / 4 / 8000)) == pytest.approx(frames / 2, abs=2)  # a segment fits
 
 
+@pytest.mark.parametrize("scale", [1e38, 3e38])
+def test_samples_too_large_to_resample_are_named_not_nan(tmp_path: Path, scale: float) -> None:
+    """Found by the soak: finite float samples near the float32 limit overflow the resampler."""
+    path = tmp_path / "loud.wav"
+    rng = np.random.default_rng()
+    sf.write(path, (scale * rng.uniform(-1, 1, 4000)).astype(np.float32), 22050, subtype="FLOAT")
+    with pytest.raises(BadAudioError, match=f"{path}: samples too large to resample"):
+        load(path, SR)
+
+
 def test_decoding_streams_a_file_longer_than_one_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng()
     wave = rng.uniform(-0.5, 0.5, size=int(rng.integers(3000, 5000))).astype(np.float32)
