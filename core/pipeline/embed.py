@@ -17,7 +17,7 @@ from musicrep.layers import OUT
 from musicrep.model import Embedder
 from musicrep.pipeline.context import Decision, RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ModelSpec
-from musicrep.provenance import EmbedKey, algorithm_versions, component_fields, reasons
+from musicrep.provenance import EmbedKey, algorithm_versions, component_fields, loaded_model, reasons
 from musicrep.store import ContentStore, EmbeddingStore, StoreError, TaskView
 from musicrep.store.layout import read_identity
 
@@ -35,7 +35,7 @@ def stored_layers(asked: list[str]) -> list[str]:
 def embed_key(context: RunContext, model: ModelSpec, embedder: Embedder) -> EmbedKey:
     """What shapes ``model``'s embeddings: its components, weights, windowing, layers, dtype."""
     embed = context.spec.embed
-    described = ({"load": model.load, **({"weights": model.weights} if model.weights else {})} if model.load
+    described = (loaded_model(model.load, model.weights) if model.load
                  else {"frontend": component_fields(model.frontend), "encoder": component_fields(model.encoder)})
     return EmbedKey(described, state_hash(embedder.state_dict()), embed.window, embed.hop, embed.pooling,
                     embed.windowing, tuple(stored_layers(model.layers)), embed.dtype,
