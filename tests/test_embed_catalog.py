@@ -121,3 +121,47 @@ def test_a_killed_embed_resumes_to_the_same_store(model: Path, tmp_path: Path) -
     (source / "clip-0.wav").rename(source / "renamed.wav")
     code, out, err = cli(*command(model, store, source)[3:])
     assert code == 0 and json.loads(out.splitlines()[-1])["embedded"] == 0, err
+
+
+def test_a_pipeline_takes_a_models_embeddings_from_a_store_made_by_musicrep_embed(model: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng()
+    source = catalog(tmp_path / "audio", 12, rng)
+    (source / "sub" / "broken.wav").unlink()
+    store = tmp_path / "catalog-store"
+    assert subprocess.run(command(model, store, source), capture_output=True, env=ENV, timeout=600).returncode == 0
+    before = contents(store)
+    clips = sorted(source.rglob("*.wav"))
+    rows = ["path,label,split"] + [f"{c.relative_to(source)},{'ab'[i % 2]},{['train', 'train', 'valid', 'test'][i % 4]}"
+                                   for i, c in enumerate(clips)]
+    (source / "labels.csv").write_text("\n".join(rows) + "\n")
+    sf.write(source / "extra.wav", (0.3 * rng.standard_normal(12000)).astype(np.float32), 16000)  # not in the store
+    (source / "labels.csv").write_text((source / "labels.csv").read_text() + "extra.wav,a,train\n")
+    toml = tmp_path / "p.toml"
+    toml.write_text(f"""
+[run]
+name = "reuse"
+device = "cpu"
+
+[tasks.ab]
+type = "csv"
+path = "{source / 'labels.csv'}"
+
+[models.theirs]
+load = "{model}"
+store = "{store}"
+
+[embed]
+window = 0.5
+hop = 0.25
+num_workers = 0
+
+[probe]
+probes = [{{ type = "knn", k_grid = [1] }}]
+""")
+    code, _, err = cli("run", toml)
+    assert code == 0, err
+    assert "embed theirs/ab: 13 tracks (1 embedded now), 0 skipped" in err  # the 12 found are not embedded again
+    after = contents(store)
+    assert len(after) == 13 and all(np.array_equal(before[k][0], after[k][0]) for k in before)
+    code, _, err = cli("run", toml)
+    assert code == 0 and "embed theirs/ab: cached" in err, err
