@@ -10,7 +10,6 @@ settings, so a pipeline finds what this command embedded.
 from __future__ import annotations
 
 import csv
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +70,7 @@ def embed_catalog(model: str, store: Path, source: Path, *, window: float | None
     import torch
 
     from musicrep.content import ContentIndex
-    from musicrep.embed import embed_clips
+    from musicrep.embed import embed_clips, unreadable_key
     from musicrep.hashing import state_hash
     from musicrep.load import load_model
     from musicrep.pipeline.spec import EmbedSection
@@ -91,7 +90,7 @@ def embed_catalog(model: str, store: Path, source: Path, *, window: float | None
         try:
             keys.append(index.digest(item.path))
         except OSError:  # named as bad audio when it is decoded
-            keys.append("unreadable-" + hashlib.sha256(item.path.encode()).hexdigest())
+            keys.append(unreadable_key(item.path))
     summary = embed_clips(embedder, catalog, catalog.items, keys, store, key.fields(), device=device,
                           num_workers=num_workers, flush_every=checkpoint_every, progress=progress,
                           desc=f"embed {source.name}")

@@ -156,10 +156,11 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
         log(f"embed {name}: {store_counts(view, summary)}, {summary.x_realtime:.0f}x realtime, "
             f"{summary.batch_size} windows a call; time shares: "
             + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
-        if summary.bad_files:  # by name: the user must be able to find and fix each one
-            shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:SHOWN_BAD_FILES])
-            more = (f"; and {len(summary.bad_files) - SHOWN_BAD_FILES} more"
-                    if len(summary.bad_files) > SHOWN_BAD_FILES else "")
+        with EmbeddingStore(view) as opened:  # every item by its own path: two bad files may share a key
+            bad = opened.skipped if summary.bad_files else []
+        if bad:  # by name: the user must be able to find and fix each one
+            shown = "; ".join(f"{b['path']} ({b['reason']})" for b in bad[:SHOWN_BAD_FILES])
+            more = f"; and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
             log(f"embed {name}: skipped bad audio: {shown}{more} (all listed in the view's 'skipped' attribute)")
     return None if summary is None else summary.as_dict()
 
