@@ -21,6 +21,9 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT, e
 def _cmd_run(args: argparse.Namespace) -> int:
     from musicrep.pipeline.runner import run_pipeline
 
+    if args.json and not args.dry_run:
+        raise MusicrepError("--json prints the plan: use it with --dry-run")
+
     run_pipeline(args.pipeline, force=args.force, dry_run=args.dry_run, run_dir=args.run_dir, as_json=args.json)
     return 0
 
@@ -37,6 +40,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {summary.path} ({summary.format}): waves [batch, samples] at {model.sample_rate} Hz -> "
           f"embeddings [batch, {model.dim}]; matches the eager model on random audio ({shapes}) "
           f"within {summary.max_relative_error:.1e} (relative L2)")
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from musicrep.embed_catalog import embed_catalog
+
+    summary = embed_catalog(args.model, Path(args.store), Path(args.catalog), window=args.window, hop=args.hop,
+                            device=args.device, num_workers=args.num_workers,
+                            checkpoint_every=args.checkpoint_every, progress=not args.quiet)
+    print(json.dumps(summary), flush=True)
     return 0
 
 
@@ -214,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --dry-run: the plan as JSON on stdout (stage, model, task, action, reasons)")
     run.add_argument("--run-dir", default=None, help="override [run] dir")
     run.set_defaults(handler=_cmd_run)
+
+    embed = sub.add_parser("embed", help="embed a catalog (folder, manifest or CSV with a path column) into a "
+                                         "store folder; resumable, each file once by its content")
+    embed.add_argument("catalog", help="a folder of audio, a manifest (one path a line) or a CSV with a path column")
+    embed.add_argument("--model", required=True, help="a ready model name, a run's model folder or a checkpoint")
+    embed.add_argument("--store", required=True, help="the store folder (created; or one made by this command)")
+    embed.add_argument("--window", type=float, default=None, help="window seconds (default: [embed] window's)")
+    embed.add_argument("--hop", type=float, default=None, help="hop seconds (default: [embed] hop's)")
+    embed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    embed.add_argument("--num-workers", type=int, default=None, help="decode processes (default: one per core)")
+    embed.add_argument("--checkpoint-every", type=int, default=128, help="clips per atomic part file")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    embed.set_defaults(handler=_cmd_embed)
 
     plugins = sub.add_parser("plugins", help="list every component and the package it comes from; "
                                         "KIND NAME: that component's options")

@@ -11,6 +11,7 @@ store's atomic part files, so a killed extraction resumes where it stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -110,9 +111,21 @@ def default_store(view: str | Path) -> Path:
 
 
 def content_keys(task: Any, index: ContentIndex | None = None) -> list[str]:
-    """Every item's content key (``Task.content_key``), in the task's order."""
+    """Every item's content key (``Task.content_key``), in the task's order. A file that cannot
+    be read gets a key of its path: the extractor then names it as bad audio."""
     index = index or ContentIndex()
-    return [task.content_key(item, index) for item in task.items()]
+    keys = []
+    for item in task.items():
+        try:
+            keys.append(task.content_key(item, index))
+        except OSError:
+            keys.append(unreadable_key(item.path))
+    return keys
+
+
+def unreadable_key(path: object) -> str:
+    """The key of a file that could not be read (its path's hash): embedding it names it as bad."""
+    return "unreadable-" + hashlib.sha256(str(path).encode()).hexdigest()
 
 
 def extract(embedder: Embedder, task: Any, store_path: str | Path, provenance: dict[str, Any], *,

@@ -117,6 +117,18 @@ class ProbeKey(Key):
     layer: str = OUT
 
 
+def loaded_model(load: str, weights: str | None) -> dict[str, Any]:
+    """The model part of an embed key for a ready model (``[models.x] load``, ``musicrep embed
+    --model``): a path as its resolved absolute path, so a pipeline and the command agree."""
+    from pathlib import Path
+
+    where = Path(load).expanduser()
+    out: dict[str, Any] = {"load": str(where.resolve()) if where.exists() else load}
+    if weights is not None:
+        out["weights"] = str(Path(weights).expanduser().resolve())
+    return out
+
+
 def pretrain_key(description: Mapping[str, Any]) -> str:
     """The pre-training key: the hash of its description (as earlier runs made it)."""
     return config_hash(dict(description))

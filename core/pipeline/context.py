@@ -7,7 +7,6 @@ lifecycle hooks. ``PipelineRun`` (runner.py) calls the stages in order, firing t
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,13 +52,9 @@ class RunContext:
         """The content key of every item of a task (``Task.content_key``), in its order. A file
         that cannot be read gets a key of its path: the extractor then names it as bad audio."""
         if task_name not in self._keys:
-            task, index, keys = self.tasks[task_name], self.content_index, []
-            for item in task.items():
-                try:
-                    keys.append(task.content_key(item, index))
-                except OSError:
-                    keys.append("unreadable-" + hashlib.sha256(str(item.path).encode()).hexdigest())
-            self._keys[task_name] = keys
+            from musicrep.embed import content_keys
+
+            self._keys[task_name] = content_keys(self.tasks[task_name], self.content_index)
         return self._keys[task_name]
 
 

@@ -11,13 +11,14 @@ from typing import Any
 import h5py
 
 from musicrep.distributed import barrier, is_main, world
+from musicrep.errors import MusicrepError
 from musicrep.embed import EmbedSummary, embed_clips, write_view
 from musicrep.hashing import state_hash
 from musicrep.layers import OUT
 from musicrep.model import Embedder
 from musicrep.pipeline.context import Decision, RunContext, StageOutcome, log
 from musicrep.pipeline.spec import ModelSpec
-from musicrep.provenance import EmbedKey, algorithm_versions, component_fields, reasons
+from musicrep.provenance import EmbedKey, algorithm_versions, component_fields, loaded_model, reasons
 from musicrep.store import ContentStore, EmbeddingStore, StoreError, TaskView
 from musicrep.store.layout import read_identity
 
@@ -35,15 +36,16 @@ def stored_layers(asked: list[str]) -> list[str]:
 def embed_key(context: RunContext, model: ModelSpec, embedder: Embedder) -> EmbedKey:
     """What shapes ``model``'s embeddings: its components, weights, windowing, layers, dtype."""
     embed = context.spec.embed
-    described = ({"load": model.load, **({"weights": model.weights} if model.weights else {})} if model.load
+    described = (loaded_model(model.load, model.weights) if model.load
                  else {"frontend": component_fields(model.frontend), "encoder": component_fields(model.encoder)})
     return EmbedKey(described, state_hash(embedder.state_dict()), embed.window, embed.hop, embed.pooling,
                     embed.windowing, tuple(stored_layers(model.layers)), embed.dtype,
                     algorithm_versions(frontend=embedder.frontend, encoder=embedder.encoder, embedder=embedder))
 
 
-def store_root(context: RunContext, key: EmbedKey) -> Path:
-    return context.run.content_store(key.key)
+def store_root(context: RunContext, key: EmbedKey, model: ModelSpec | None = None) -> Path:
+    """The model's store folder: its ``store`` (one ``musicrep embed`` made), else the run's own."""
+    return Path(model.store) if model is not None and model.store else context.run.content_store(key.key)
 
 
 def _previous_view(path: Path) -> tuple[dict[str, Any], dict[str, str]] | None:
@@ -84,12 +86,16 @@ def _audio_reasons(before: dict[str, str], task: Any, keys: list[str]) -> list[s
 
 def decide(context: RunContext, model: ModelSpec, key: EmbedKey, task_name: str) -> Decision:
     """Whether the embed stage must embed anything for ``model`` x ``task_name``, and why."""
-    root, keys = store_root(context, key), context.content_keys(task_name)
+    root, keys = store_root(context, key, model), context.content_keys(task_name)
     view = context.run.store(model.name, task_name)
     if context.forced("embed"):
         return Decision("embed", model.name, task_name, "run", ["--force embed"])
     missing, damaged = len(set(keys)), []  # type: int, list[str]
-    if read_identity(root) is not None:
+    found = read_identity(root)
+    if found is not None and model.store and reasons(found, key.fields(), EmbedKey.INPUTS):
+        raise MusicrepError(f"{root}: model '{model.name}' cannot use this store, it holds another configuration's "
+                            f"embeddings ({'; '.join(reasons(found, key.fields(), EmbedKey.INPUTS))})")
+    if found is not None:
         with ContentStore(root) as store:
             missing = int((~store.known(list(set(keys)))).sum())
             damaged = [f"{path.name} is {why}" for path, why in store.damage()]
@@ -105,10 +111,10 @@ def decide(context: RunContext, model: ModelSpec, key: EmbedKey, task_name: str)
                     damaged + (why or [f"{missing} clips not in the store"]))
 
 
-def planned_view(context: RunContext, key: EmbedKey, task_name: str) -> TaskView:
+def planned_view(context: RunContext, key: EmbedKey, task_name: str, model: ModelSpec | None = None) -> TaskView:
     """The view a task will have over its model's store once embedded (its bad files as the
     store knows them so far)."""
-    root, keys = store_root(context, key), context.content_keys(task_name)
+    root, keys = store_root(context, key, model), context.content_keys(task_name)
     skipped: dict[str, dict[str, str]] = {}
     if read_identity(root) is not None:
         with ContentStore(root) as store:
@@ -122,7 +128,7 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
     extraction summary, or None when nothing had to be embedded. ``key``: ``embed_key``'s."""
     run, task = context.run, context.tasks[task_name]
     key = key or embed_key(context, model, embedder)
-    root, view = store_root(context, key), run.store(model.name, task_name)
+    root, view = store_root(context, key, model), run.store(model.name, task_name)
     decision = decide(context, model, key, task_name)
     name = f"{model.name}/{task_name}"
     if is_main():
@@ -150,10 +156,11 @@ def embed_task(context: RunContext, model: ModelSpec, embedder: Embedder, task_n
         log(f"embed {name}: {store_counts(view, summary)}, {summary.x_realtime:.0f}x realtime, "
             f"{summary.batch_size} windows a call; time shares: "
             + ", ".join(f"{stage} {share:.2f}" for stage, share in summary.shares.items()))
-        if summary.bad_files:  # by name: the user must be able to find and fix each one
-            shown = "; ".join(f"{b['path']} ({b['reason']})" for b in summary.bad_files[:SHOWN_BAD_FILES])
-            more = (f"; and {len(summary.bad_files) - SHOWN_BAD_FILES} more"
-                    if len(summary.bad_files) > SHOWN_BAD_FILES else "")
+        with EmbeddingStore(view) as opened:  # every item by its own path: two bad files may share a key
+            bad = opened.skipped if summary.bad_files else []
+        if bad:  # by name: the user must be able to find and fix each one
+            shown = "; ".join(f"{b['path']} ({b['reason']})" for b in bad[:SHOWN_BAD_FILES])
+            more = f"; and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
             log(f"embed {name}: skipped bad audio: {shown}{more} (all listed in the view's 'skipped' attribute)")
     return None if summary is None else summary.as_dict()
 

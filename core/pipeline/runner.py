@@ -147,7 +147,7 @@ class PipelineRun:
                                 for layer, p in probes]
                     continue
                 planned.append((f"{model.name}/{task_name}", embed.decide(context, model, key, task_name)))
-                view = embed.planned_view(context, key, task_name).digest
+                view = embed.planned_view(context, key, task_name, model).digest
                 for layer, p in probes:
                     probe_key = probe.probe_key(key.key, view, p, task, model.seed, layer)
                     planned.append((labels[layer, p.name],

@@ -142,6 +142,8 @@ class ModelSpec:
     replicate_of: str | None = None
     #: the layers to store and probe: its own ``layers`` key, else ``[embed] layers``
     layers: list[str] = field(default_factory=lambda: [OUT])
+    #: a store folder to take embeddings from and add to (``musicrep embed --store``), else the run's own
+    store: str | None = None
 
     @property
     def section(self) -> str:
@@ -180,7 +182,7 @@ class PipelineSpec:
 TOP_LEVEL = ("run", "tasks", "models", "embed", "probe")
 #: ``[models.x]`` switches for what ``load`` reads, off unless the user's own TOML sets them
 LOAD_SWITCHES = ("trust_remote_code", "allow_pickle")
-MODEL_KEYS = ("frontend", "encoder", "pretrain", "load", "weights", "layers", *LOAD_SWITCHES)
+MODEL_KEYS = ("frontend", "encoder", "pretrain", "load", "weights", "layers", "store", *LOAD_SWITCHES)
 PROBE_KEYS = ("probes",)
 
 
@@ -234,6 +236,10 @@ class _Parser:
         spec = self.model_parts(name, table, section)
         spec.layers = (self.section(ModelLayers, {"layers": table["layers"]}, section).layers if "layers" in table
                        else list(embed.layers))
+        if "store" in table:
+            if not isinstance(table["store"], str) or not table["store"]:
+                raise self.error(f"expected a store folder, got {table['store']!r}", section, "store")
+            spec.store = str(self.path.parent / table["store"])
         return spec
 
     def model_parts(self, name: str, table: dict[str, Any], section: str) -> ModelSpec:

@@ -302,7 +302,10 @@ class EmbeddingStore:
             if view_digest(self.ids, self.splits, self.keys, self._targets, self.kind, self.label_names) != self.digest:
                 raise StoreError(f"{self.path}: damaged (its contents do not match its digest)")
         self.store_root = where if where.is_absolute() else self.path.parent / where
-        self.store = ContentStore(self.store_root)
+        try:
+            self.store = ContentStore(self.store_root)
+        except StoreError as exc:
+            raise StoreError(f"{self.path}: its store: {exc}") from None
         try:
             if provenance_text(self.store.provenance) != recorded:
                 raise StoreError(f"{self.path}: its store {self.store_root} holds another configuration")

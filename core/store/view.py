@@ -10,7 +10,7 @@ used. Layout of a view file (HDF5, small)::
     /ids, /split, /keys  [N]     the task's item ids, splits and content keys (skipped items left out)
     /targets             [N, L]  multi-hot labels (classification) or values (regression)
     attributes: format, kind, label_names (JSON), skipped (JSON: {id, path, reason} each),
-                store (the store folder: relative to the view's folder when inside it),
+                store (the store folder, relative to the view's folder),
                 provenance (JSON: the store's), digest, complete
 """
 from __future__ import annotations
@@ -76,14 +76,9 @@ class TaskView:
                    task.kind, label_names, left_out)
 
     def write(self, path: Path, store_root: Path, provenance: dict[str, Any]) -> None:
-        """Write the view to ``path`` atomically, naming ``store_root`` (relative when beside it)."""
+        """Write the view to ``path`` atomically, naming ``store_root`` relative to the view's folder."""
         path = Path(path)
-        try:
-            where = os.path.relpath(store_root, path.parent)
-        except ValueError:
-            where = str(Path(store_root).resolve())
-        if where.startswith(".."):
-            where = str(Path(store_root).resolve())
+        where = os.path.relpath(Path(store_root).resolve(), path.parent.resolve())  # the run moves as one
         with atomic.atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as h5:
                 h5.create_dataset("ids", data=np.array(self.ids, dtype=object), dtype=STRING)

@@ -1,0 +1,167 @@
+"""``musicrep embed``: a catalog into a store folder, each file once by its content, resumable
+after kill -9 to the same store as an undisturbed run, bad files skipped and named."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicrep.cli import main
+from musicrep.store import ContentStore
+
+PIPELINE = """
+[run]
+name = "tiny"
+device = "cpu"
+
+[tasks.pitch]
+type = "synth"
+label = "pitch"
+n_classes = 3
+n_train = 6
+n_valid = 3
+n_test = 3
+seconds = 0.5
+
+[models.small]
+frontend = { type = "mel", n_fft = 256, hop_length = 128, n_mels = 16 }
+encoder = { type = "fcn", channels = [4], dim = 8 }
+
+[models.small.pretrain]
+objective = { type = "simclr", hidden = [8], projection_dim = 4 }
+data = ["pitch"]
+steps = 1
+batch_size = 4
+clip_seconds = 0.5
+warmup_steps = 1
+
+[embed]
+window = 0.5
+hop = 0.25
+"""
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "p.toml").write_text(PIPELINE)
+    code, _, err = cli("run", folder / "p.toml")
+    assert code == 0, err
+    return folder / "runs" / "tiny" / "models" / "small"
+
+
+def catalog(folder: Path, n: int, rng: np.random.Generator) -> Path:
+    (folder / "sub").mkdir(parents=True)
+    for i in range(n):
+        sf.write(folder / ("sub" if i % 2 else ".") / f"clip-{i}.wav",
+                 (0.3 * rng.standard_normal(int(16000 * rng.uniform(0.5, 1.0)))).astype(np.float32), 16000)
+    (folder / "sub" / "broken.wav").write_bytes(rng.bytes(300))
+    return folder
+
+
+def command(model: Path, store: Path, source: Path) -> list[str]:
+    return [sys.executable, "-m", "musicrep.cli", "embed", "--model", str(model), "--store", str(store), str(source),
+            "--window", "0.5", "--hop", "0.25", "--num-workers", "0", "--checkpoint-every", "2", "--quiet"]
+
+
+def contents(store: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    with ContentStore(store) as opened:
+        return {key: (opened.embeddings([key])[0], opened.timeline(key)[0]) for key in opened.keys}
+
+
+def test_a_killed_embed_resumes_to_the_same_store(model: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng()
+    source = catalog(tmp_path / "audio", 80, rng)
+    whole = subprocess.run(command(model, tmp_path / "whole", source), capture_output=True, text=True, env=ENV,
+                           timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout.splitlines()[-1])["embedded"] == 80
+    assert f"{source / 'sub' / 'broken.wav'}" in whole.stderr  # named, skipped
+
+    store = tmp_path / "killed"
+    process = subprocess.Popen(command(model, store, source), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=ENV)
+    at = int(rng.integers(1, 4))
+    deadline = time.monotonic() + 300
+    while len(list(store.glob("journal/part-*.npz"))) < at and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = len(list(store.glob("journal/part-*.npz")))
+    assert kept >= 1 and not list(store.glob("segments/*.h5"))
+    again = subprocess.run(command(model, store, source), capture_output=True, text=True, env=ENV, timeout=600)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout.splitlines()[-1])
+    # every file once: those the killed run journaled (the broken one among them, perhaps) and the rest
+    assert summary["resumed"] >= 2 * kept - 1 and summary["embedded"] + summary["resumed"] + summary["skipped"] == 81
+    a, b = contents(tmp_path / "whole"), contents(store)
+    assert a.keys() == b.keys() and len(a) == 80
+    for key in a:
+        np.testing.assert_allclose(a[key][0], b[key][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a[key][1], b[key][1], rtol=1e-5, atol=1e-6)
+    # the same files again, one renamed: nothing embedded (keys are contents, not names)
+    (source / "clip-0.wav").rename(source / "renamed.wav")
+    code, out, err = cli(*command(model, store, source)[3:])
+    assert code == 0 and json.loads(out.splitlines()[-1])["embedded"] == 0, err
+
+
+def test_a_pipeline_takes_a_models_embeddings_from_a_store_made_by_musicrep_embed(model: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng()
+    source = catalog(tmp_path / "audio", 12, rng)
+    (source / "sub" / "broken.wav").unlink()
+    store = tmp_path / "catalog-store"
+    assert subprocess.run(command(model, store, source), capture_output=True, env=ENV, timeout=600).returncode == 0
+    before = contents(store)
+    clips = sorted(source.rglob("*.wav"))
+    rows = ["path,label,split"] + [f"{c.relative_to(source)},{'ab'[i % 2]},{['train', 'train', 'valid', 'test'][i % 4]}"
+                                   for i, c in enumerate(clips)]
+    (source / "labels.csv").write_text("\n".join(rows) + "\n")
+    sf.write(source / "extra.wav", (0.3 * rng.standard_normal(12000)).astype(np.float32), 16000)  # not in the store
+    (source / "labels.csv").write_text((source / "labels.csv").read_text() + "extra.wav,a,train\n")
+    toml = tmp_path / "p.toml"
+    toml.write_text(f"""
+[run]
+name = "reuse"
+device = "cpu"
+
+[tasks.ab]
+type = "csv"
+path = "{source / 'labels.csv'}"
+
+[models.theirs]
+load = "{model}"
+store = "{store}"
+
+[embed]
+window = 0.5
+hop = 0.25
+num_workers = 0
+
+[probe]
+probes = [{{ type = "knn", k_grid = [1] }}]
+""")
+    code, _, err = cli("run", toml)
+    assert code == 0, err
+    assert "embed theirs/ab: 13 tracks (1 embedded now), 0 skipped" in err  # the 12 found are not embedded again
+    after = contents(store)
+    assert len(after) == 13 and all(np.array_equal(before[k][0], after[k][0]) for k in before)
+    code, _, err = cli("run", toml)
+    assert code == 0 and "embed theirs/ab: cached" in err, err
