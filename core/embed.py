@@ -32,7 +32,7 @@ from musicrep.layers import OUT
 from musicrep.loader_workers import init_worker
 from musicrep.model import Embedder
 from musicrep.progress import progress_bar
-from musicrep.content import ContentIndex
+from musicrep.content import LOOKUP_BATCH, ContentIndex, segment_key
 from musicrep.store import ContentStore, StoreWriter, TaskView, TrackEmbedding, shards
 from musicrep.store.layout import segments_folder
 
@@ -111,16 +111,44 @@ def default_store(view: str | Path) -> Path:
 
 
 def content_keys(task: Any, index: ContentIndex | None = None) -> list[str]:
-    """Every item's content key (``Task.content_key``), in the task's order. A file that cannot
-    be read gets a key of its path: the extractor then names it as bad audio."""
+    """Every item's content key (``Task.content_key``), in the task's order. Items keyed by their
+    file's bytes (the default ``content_key`` and ``audio``) are digested in batches
+    (``file_keys``); a file that cannot be read gets a key of its path: the extractor then names
+    it as bad audio."""
+    from musicrep.tasks import Task
+
     index = index or ContentIndex()
-    keys = []
-    for item in task.items():
+    items = task.items()
+    by_file = type(task).content_key is Task.content_key and type(task).audio is Task.audio
+    files = [i for i, item in enumerate(items) if by_file and item.path is not None]
+    keys: list[str | None] = [None] * len(items)
+    for i, digest in zip(files, file_keys(index, [items[i].path for i in files])):
+        keys[i] = digest if digest.startswith("unreadable-") else segment_key(digest, items[i].start, items[i].end)
+    for i, item in enumerate(items):
+        if keys[i] is None:
+            try:
+                keys[i] = task.content_key(item, index)
+            except OSError:
+                keys[i] = unreadable_key(item.path)
+    return keys  # type: ignore[return-value]
+
+
+def file_keys(index: ContentIndex, paths: Sequence[str | Path]) -> list[str]:
+    """The digest of each file (``ContentIndex.digests``, ``LOOKUP_BATCH`` at a time: one query
+    and no read for a file whose stat is unchanged), or ``unreadable_key`` of one that cannot be
+    read (a batch holding such a file is redone one file at a time)."""
+    out: list[str] = []
+    for start in range(0, len(paths), LOOKUP_BATCH):
+        chunk = paths[start:start + LOOKUP_BATCH]
         try:
-            keys.append(task.content_key(item, index))
+            out.extend(index.digests(chunk))
         except OSError:
-            keys.append(unreadable_key(item.path))
-    return keys
+            for path in chunk:
+                try:
+                    out.append(index.digest(path))
+                except OSError:
+                    out.append(unreadable_key(path))
+    return out
 
 
 def unreadable_key(path: object) -> str:

@@ -209,3 +209,41 @@ def test_a_changed_setting_makes_a_store_beside_the_old_one(tmp_path: Path, regi
     err = capsys.readouterr().err
     assert "embed small/pitch: cached" in err and "embedded now" not in err
     assert "probe small/pitch/knn: embeddings changed" in err
+
+
+def test_a_tasks_content_keys_are_looked_up_in_batches_and_equal_one_key_per_item(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicrep import content
+    from musicrep.content import ContentIndex
+    from musicrep.embed import content_keys, unreadable_key
+    from musicrep.tasks import Item, Task
+
+    rng = np.random.default_rng()
+    n = int(rng.integers(content.LOOKUP_BATCH + 1, 2 * content.LOOKUP_BATCH))
+    for i in range(20):
+        (tmp_path / f"{i}.wav").write_bytes(rng.bytes(int(rng.integers(1, 64))))
+    items = [Item(f"it{i}", str(tmp_path / f"{rng.integers(20)}.wav"), ["a"],
+                  start=None if i % 3 else float(rng.integers(0, 5)), end=None if i % 3 else 9.0) for i in range(n)]
+    items[int(rng.integers(n))] = Item("gone", str(tmp_path / "missing.wav"), ["a"])
+
+    class Files(Task):
+        label_names = ["a"]
+
+        def load_items(self) -> list[Item]:
+            return items
+
+    batches = []
+    real = ContentIndex._batch
+    monkeypatch.setattr(ContentIndex, "_batch", lambda self, paths: (batches.append(len(paths)), real(self, paths))[1])
+    keys = content_keys(Files(), ContentIndex(tmp_path / "index"))
+    many = [b for b in batches if b > 1]  # the batch holding the missing file is redone one file at a time
+    assert len(many) <= -(-n // content.LOOKUP_BATCH) and sum(many) >= n - content.LOOKUP_BATCH > 0
+    monkeypatch.setattr(ContentIndex, "_batch", real)
+    one = ContentIndex()
+    expected = []
+    for item in items:
+        try:
+            expected.append(Files().content_key(item, one))
+        except OSError:
+            expected.append(unreadable_key(item.path))
+    assert keys == expected

@@ -165,3 +165,38 @@ probes = [{{ type = "knn", k_grid = [1] }}]
     assert len(after) == 13 and all(np.array_equal(before[k][0], after[k][0]) for k in before)
     code, _, err = cli("run", toml)
     assert code == 0 and "embed theirs/ab: cached" in err, err
+
+
+def test_a_second_embed_of_an_unchanged_catalog_reads_no_file_to_key_it(model: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import musicrep.content
+
+    rng = np.random.default_rng()
+    source = catalog(tmp_path / "audio", int(rng.integers(3, 7)), rng)
+    files = sorted(p for p in source.rglob("*.wav"))
+    old = time.time() - 3600  # out of the index's racy window (a file hashed within 2 s of its mtime is reread)
+    for path in files:
+        os.utime(path, (old, old))
+    hashed: list[str] = []
+    real = musicrep.content.hash_file
+    monkeypatch.setattr(musicrep.content, "hash_file", lambda path: (hashed.append(path), real(path))[1])
+    store = tmp_path / "store"
+    code, out, err = cli(*command(model, store, source)[3:])
+    assert code == 0, err
+    assert sorted(hashed) == [str(p) for p in files] and (store / "content-index").is_file()
+    hashed.clear()
+    code, out, err = cli(*command(model, store, source)[3:])
+    assert code == 0 and json.loads(out.splitlines()[-1])["embedded"] == 0, err
+    assert hashed == []  # stat'ed, not reread
+    changed = files[int(rng.integers(len(files)))]
+    changed.write_bytes(changed.read_bytes()[:-2] + b"\0\0")
+    code, out, err = cli(*command(model, store, source)[3:])
+    assert code == 0, err
+    assert hashed == [str(changed)]
+
+
+def test_a_catalog_is_read_by_the_bounded_reader_with_errors_naming_file_and_line(model: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "list.txt"
+    manifest.write_bytes(b"a.wav\n" + b"b\0.wav\n")
+    code, _, err = cli(*command(model, tmp_path / "store", manifest)[3:])
+    assert code != 0 and f"{manifest}: line 2 holds a NUL byte" in err

@@ -37,6 +37,15 @@ def store_json(root: Path) -> Path:
     return root / "store.json"
 
 
+#: the content index ``musicrep embed`` keeps in a store folder (``musicrep.content``), so a rerun
+#: over an unchanged catalog stats its files instead of reading them again
+CONTENT_INDEX = "content-index"
+
+
+def content_index_path(root: Path) -> Path:
+    return root / CONTENT_INDEX
+
+
 def segments_folder(root: Path) -> Path:
     return root / "segments"
 
@@ -116,7 +125,7 @@ def claim(root: Path, provenance: dict[str, Any]) -> None:
     found = read_identity(root)
     if found is None:
         ours = ("store.json", "segments")  # and journals with their locks: ranks start them at once
-        if root.exists() and any(p.name not in ours and not p.name.startswith(("journal", ".store.json."))
+        if root.exists() and any(p.name not in ours and not p.name.startswith(("journal", ".store.json.", CONTENT_INDEX))
                                  for p in root.iterdir()):
             raise StoreError(f"{root}: not empty and not a musicrep store; refusing to write there")
         atomic.write_json(store_json(root), {"format": FORMAT, "provenance": provenance})
