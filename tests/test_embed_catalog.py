@@ -200,3 +200,59 @@ def test_a_catalog_is_read_by_the_bounded_reader_with_errors_naming_file_and_lin
     manifest.write_bytes(b"a.wav\n" + b"b\0.wav\n")
     code, _, err = cli(*command(model, tmp_path / "store", manifest)[3:])
     assert code != 0 and f"{manifest}: line 2 holds a NUL byte" in err
+
+
+def test_a_model_that_cannot_be_loaded_is_served_by_its_store_and_the_clips_it_lacks_are_one_line(
+        model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    rng = np.random.default_rng()
+    run = tmp_path / "theirs"
+    shutil.copytree(model.parent.parent, run)  # the run folder the store was made with, deleted below
+    source = catalog(tmp_path / "audio", 8, rng)
+    (source / "sub" / "broken.wav").unlink()
+    store = tmp_path / "store"
+    code, _, err = cli(*command(run / "models" / "small", store, source)[3:])
+    assert code == 0, err
+    shutil.rmtree(run)  # the model is gone; its store is not
+    clips = sorted(source.rglob("*.wav"))
+    rows = ["path,label,split"] + [f"{c.relative_to(source)},{'ab'[i % 2]},{['train', 'train', 'valid', 'test'][i % 4]}"
+                                   for i, c in enumerate(clips)]
+    labels = source / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    toml = tmp_path / "p.toml"
+    toml.write_text(f"""
+[run]
+name = "reuse"
+device = "cpu"
+
+[tasks.ab]
+type = "csv"
+path = "{labels}"
+
+[models.gone]
+load = "{run / 'models' / 'small'}"
+store = "{store}"
+
+[embed]
+window = 0.5
+hop = 0.25
+num_workers = 0
+
+[probe]
+probes = [{{ type = "knn", k_grid = [1] }}]
+""")
+    before = contents(store)
+    code, out, err = cli("run", toml)
+    assert code == 0, err
+    assert "model gone: cannot be loaded" in err and "embed gone/ab: cached" in err
+    assert contents(store).keys() == before.keys()
+    extra = rng.integers(2, 6)
+    for i in range(extra):  # clips the store lacks: no model to embed them
+        sf.write(source / f"extra-{i}.wav", (0.3 * rng.standard_normal(8000)).astype(np.float32), 16000)
+        labels.write_text(labels.read_text() + f"extra-{i}.wav,a,train\n")
+    code, _, err = cli("run", toml)
+    assert code != 0
+    lines = [line for line in err.splitlines() if "lacks" in line]
+    assert len(lines) == 1 and f"lacks {extra} clips the tasks need" in lines[0] and "model 'gone'" in lines[0]
+    assert str(source / "extra-0.wav") in lines[0] and "cannot be loaded" in lines[0]

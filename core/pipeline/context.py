@@ -103,6 +103,27 @@ def model_seed(run_seed: int, model_name: str) -> int:
     return int(config_hash([run_seed, model_name]), 16) % (2**31)
 
 
+@dataclass(frozen=True)
+class Unloadable:
+    """A model with a ``store`` whose ``load`` failed (a checkpoint gone, a named model not
+    installed): its embeddings come from the store alone (``embed.stored_key``)."""
+
+    reason: str
+
+
+def ready_model(context: RunContext, model: ModelSpec) -> Embedder | Unloadable:
+    """``build_model``, except that a model that only embeds (``load`` and ``store``, no
+    pre-training) and cannot be loaded is ``Unloadable``: the clips its store holds still serve."""
+    from musicrep.errors import MusicrepError
+
+    try:
+        return build_model(context, model)
+    except MusicrepError as exc:
+        if model.load is None or not model.store or model.pretrain is not None:
+            raise
+        return Unloadable(" ".join(str(exc).split()))
+
+
 def build_model(context: RunContext, model: ModelSpec) -> Embedder:
     """The model before pre-training: loaded, or at its (seeded) random initialisation."""
     spec = context.spec

@@ -16,7 +16,7 @@ from musicrep.embed import EmbedSummary, embed_clips, write_view
 from musicrep.hashing import state_hash
 from musicrep.layers import OUT
 from musicrep.model import Embedder
-from musicrep.pipeline.context import Decision, RunContext, StageOutcome, log
+from musicrep.pipeline.context import Decision, RunContext, StageOutcome, Unloadable, log
 from musicrep.pipeline.spec import ModelSpec
 from musicrep.provenance import EmbedKey, algorithm_versions, component_fields, loaded_model, reasons
 from musicrep.store import ContentStore, EmbeddingStore, StoreError, TaskView
@@ -41,6 +41,53 @@ def embed_key(context: RunContext, model: ModelSpec, embedder: Embedder) -> Embe
     return EmbedKey(described, state_hash(embedder.state_dict()), embed.window, embed.hop, embed.pooling,
                     embed.windowing, tuple(stored_layers(model.layers)), embed.dtype,
                     algorithm_versions(frontend=embedder.frontend, encoder=embedder.encoder, embedder=embedder))
+
+
+def stored_key(context: RunContext, model: ModelSpec) -> EmbedKey:
+    """The key of the ``store`` of a model that cannot be loaded (``context.Unloadable``), read
+    from the store itself: its weights cannot be hashed, so the store vouches for them. The
+    settings the run asks for ([embed] window, hop, pooling, windowing, dtype; the layers) must
+    be the store's; one line naming the fields that differ."""
+    root = Path(model.store or "")
+    found = read_identity(root)
+    if found is None:
+        raise MusicrepError(f"{root}: model '{model.name}' cannot be loaded and this is no musicrep store to take its "
+                            "embeddings from")
+    try:
+        key = EmbedKey(**found)
+    except TypeError:
+        raise MusicrepError(f"{root}/store.json: not an embed key this version of musicrep reads") from None
+    embed = context.spec.embed
+    asked = EmbedKey(key.model, key.weights, embed.window, embed.hop, embed.pooling, embed.windowing,
+                     tuple(stored_layers(model.layers)), embed.dtype, key.algorithms)
+    differ = reasons(found, asked.fields(), EmbedKey.INPUTS)
+    if differ:
+        raise MusicrepError(f"{root}: model '{model.name}' cannot use this store, it holds embeddings of other "
+                            f"settings ({'; '.join(differ)})")
+    return key
+
+
+def check_stored(context: RunContext, model: ModelSpec, reason: str) -> None:
+    """A model served by its store alone needs every clip of every task in it: the clips it
+    lacks are one line (the first few named, all counted), not a failure to load the model."""
+    root = Path(model.store or "")
+    if context.forced("embed"):
+        raise MusicrepError(f"model '{model.name}' cannot be loaded ({reason}); --force embed cannot embed its clips "
+                            "again")
+    missing: dict[str, str] = {}  # content key -> the first item (its path) that needs it
+    with ContentStore(root) as store:
+        damaged = [f"{path.name} is {why}" for path, why in store.damage()]
+        for task_name, task in context.tasks.items():
+            keys = context.content_keys(task_name)
+            known = store.known(keys) if keys else []
+            for item, key, held in zip(task.items(), keys, known):
+                if not held:
+                    missing.setdefault(key, str(item.path or item.id))
+    if missing or damaged:
+        shown = ", ".join(list(missing.values())[:SHOWN_FILES]) + (", ..." if len(missing) > SHOWN_FILES else "")
+        lacks = f"lacks {len(missing)} clip{'s' if len(missing) != 1 else ''} the tasks need ({shown})" if missing else ""
+        raise MusicrepError(f"{root}: model '{model.name}' cannot be loaded ({reason}) and its store "
+                            + "; ".join(filter(None, [lacks, *damaged])))
 
 
 def store_root(context: RunContext, key: EmbedKey, model: ModelSpec | None = None) -> Path:
@@ -196,14 +243,20 @@ class Embedded:
     key: EmbedKey
 
 
-def run(context: RunContext, embedders: dict[str, Embedder]) -> StageOutcome:
-    """Every task's view, ``{(model, task): Embedded}``, from the pretrain stage's ``{model: Embedder}``."""
+def run(context: RunContext, embedders: dict[str, Embedder | Unloadable]) -> StageOutcome:
+    """Every task's view, ``{(model, task): Embedded}``, from the pretrain stage's ``{model: Embedder}``
+    (a model that cannot be loaded, ``Unloadable``, is served by its store alone)."""
     stores: dict[tuple[str, str], Embedded] = {}
     made: dict[str, Any] = {}
     for model in context.spec.models.values():
-        key = embed_key(context, model, embedders[model.name])
+        embedder = embedders[model.name]
+        if isinstance(embedder, Unloadable):  # every clip from its store, or one line naming those it lacks
+            key = stored_key(context, model)
+            check_stored(context, model, embedder.reason)
+        else:
+            key = embed_key(context, model, embedder)
         for task_name in context.tasks:
-            made[f"{model.name}/{task_name}"] = embed_task(context, model, embedders[model.name], task_name, key)
+            made[f"{model.name}/{task_name}"] = embed_task(context, model, embedder, task_name, key)
             stores[model.name, task_name] = Embedded(context.run.store(model.name, task_name), key)
     if is_main():
         context.content_index.save()

@@ -13,7 +13,7 @@ from musicrep import atomic
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 from musicrep.objective import TrainingData
-from musicrep.pipeline.context import Decision, RunContext, StageOutcome, build_model, log
+from musicrep.pipeline.context import Decision, RunContext, StageOutcome, Unloadable, build_model, log, ready_model
 from musicrep.pipeline.spec import ModelSpec
 from musicrep.tasks import encode_target
 from musicrep.checkpoint import save_checkpoint
@@ -148,13 +148,16 @@ def pretrain_model(context: RunContext, model: ModelSpec, embedder: Embedder) ->
 
 
 def run(context: RunContext, inputs: None = None) -> StageOutcome:
-    """Every model, ready to embed: ``{model name: Embedder}``."""
-    embedders: dict[str, Embedder] = {}
+    """Every model, ready to embed: ``{model name: Embedder}`` (``Unloadable`` for a model
+    served by its store alone)."""
+    embedders: dict[str, Embedder | Unloadable] = {}
     trained: dict[str, Any] = {}
     for model in context.spec.models.values():
-        embedders[model.name] = build_model(context, model)
-        if model.pretrain is not None:
-            trained[model.name] = pretrain_model(context, model, embedders[model.name])
+        if model.pretrain is None:
+            embedders[model.name] = ready_model(context, model)
+        else:
+            embedders[model.name] = embedder = build_model(context, model)
+            trained[model.name] = pretrain_model(context, model, embedder)
     summary = {"models": {name: "cached" if s is None else s for name, s in trained.items()},
                "cached": all(s is None for s in trained.values())}
     return StageOutcome(embedders, summary)

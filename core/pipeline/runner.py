@@ -21,7 +21,7 @@ from musicrep.distributed import init_from_env, is_main
 from musicrep.errors import ConfigError, MusicrepError
 from musicrep.layers import OUT, encode_layers, layer_names, unknown_layers
 from musicrep.pipeline import conflicts, embed, pretrain, probe, report, survey
-from musicrep.pipeline.context import Decision, RunContext, build_model, log
+from musicrep.pipeline.context import Decision, RunContext, Unloadable, build_model, log, ready_model
 from musicrep.pipeline.embed import stored_layers
 from musicrep.pipeline.task_check import check_task
 from musicrep.pipeline.spec import ModelSpec, PipelineSpec, load_pipeline
@@ -80,7 +80,13 @@ class PipelineRun:
             if model.load is None:
                 self.check_model(context, model)
             else:  # a loaded model is read before the run directory exists: a bad file leaves nothing behind
-                self.check_layers(model, build_model(context, model).encoder)
+                embedder = ready_model(context, model)
+                if isinstance(embedder, Unloadable):  # its store alone serves it, if it holds every clip
+                    embed.stored_key(context, model)  # a store of other settings is refused here
+                    log(f"model {model.name}: cannot be loaded ({embedder.reason}); its embeddings come from "
+                        f"{model.store} alone")
+                else:
+                    self.check_layers(model, embedder.encoder)
             if model.pretrain is not None:
                 pretrain.gather_sources(context, model)
         conflicts.check_run(context)
@@ -127,15 +133,18 @@ class PipelineRun:
         context, planned = self.context(tasks), []
         for model in self.spec.models.values():
             probes = [(layer, p) for layer in model.layers for p in self.spec.probes]
-            embedder = build_model(context, model)
-            ready = True
-            if model.pretrain is not None:
-                weights = pretrain.cached_weights(context, model)
-                ready = weights is not None
-                if ready:
-                    embedder.load_state_dict(weights)
-                planned.append((model.name, pretrain.decide(context, model, weights)))
-            key = embed.embed_key(context, model, embedder) if ready else None
+            embedder = ready_model(context, model)
+            if isinstance(embedder, Unloadable):  # served by its store alone
+                key = embed.stored_key(context, model)
+            else:
+                ready = True
+                if model.pretrain is not None:
+                    weights = pretrain.cached_weights(context, model)
+                    ready = weights is not None
+                    if ready:
+                        embedder.load_state_dict(weights)
+                    planned.append((model.name, pretrain.decide(context, model, weights)))
+                key = embed.embed_key(context, model, embedder) if ready else None
             for task_name, task in tasks.items():
                 labels = {(layer, p.name): f"{probe.model_label(context, model.name, layer)}/{task_name}/{p.name}"
                           for layer, p in probes}

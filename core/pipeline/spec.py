@@ -300,12 +300,12 @@ class _Parser:
             if weights is not None:  # "NAME:PATH" is NAME with its weights at PATH (e.g. "hf:DIR")
                 raise self.error(f"'{load}' names its weights after the colon; drop the weights key", section,
                                  "weights")
-            if not (base / path).exists():
+            if not (base / path).exists() and "store" not in table:  # with a store: served by it (embed.stored_key)
                 raise self.error(f"no such file or folder: {base / path}", section, "load")
             return ModelSpec(name, load=f"{prefix}:{base / path}", load_switches=switches)
         if load not in self.registry.components("model"):
             load = str(base / load)
-            if not Path(load).exists():
+            if not Path(load).exists() and "store" not in table:  # with a store: served by it (embed.stored_key)
                 raise self.error(f"'{table['load']}' is neither a known model ({self.ready_models()}) nor an "
                                  "existing run folder or checkpoint", section, "load")
             if weights is not None:
