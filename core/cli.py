@@ -47,12 +47,14 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from musicrep.distributed import is_main
     from musicrep.embed_catalog import embed_catalog
 
     summary = embed_catalog(args.model, Path(args.store), Path(args.catalog), window=args.window, hop=args.hop,
                             device=args.device, num_workers=args.num_workers,
                             checkpoint_every=args.checkpoint_every, progress=not args.quiet)
-    print(json.dumps(summary), flush=True)
+    if is_main():  # under torchrun the totals over the ranks, once
+        print(json.dumps(summary), flush=True)
     return 0
 
 

@@ -8,6 +8,11 @@ the files instead of reading them; a file already in the store is not embedded a
 its name; a killed run resumes from its journal; bad files are skipped and named. The store's key
 is the one a pipeline computes for ``[models.x] load = MODEL`` with the same ``[embed]``
 settings, so a pipeline finds what this command embedded.
+
+Under ``torchrun`` each rank embeds every world_size-th clip the store lacks into its own journal
+and segment (``musicrep.store.shards``), as extraction does; the store reads every rank's segment,
+so there is no join step. Rank 0 keys the catalog first; the other ranks then find every digest in
+the shared index (a stat each, no read).
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ def embed_catalog(model: str, store: Path, source: Path, *, window: float | None
     import torch
 
     from musicrep.content import ContentIndex
+    from musicrep.distributed import barrier, init_from_env, world
     from musicrep.embed import embed_clips, file_keys
     from musicrep.hashing import state_hash
     from musicrep.load import load_model
@@ -64,14 +70,25 @@ def embed_catalog(model: str, store: Path, source: Path, *, window: float | None
     key = EmbedKey(loaded_model(model, None), state_hash(embedder.state_dict()), window, hop,
                    algorithms=algorithm_versions(frontend=embedder.frontend, encoder=embedder.encoder,
                                                  embedder=embedder))
+    init_from_env(torch.device(device))
+    rank, world_size = world()
     catalog = Catalog(source)
-    claim(store, key.fields())  # a folder that is no store of this model is refused before the index is made there
-    with ContentIndex(content_index_path(store)) as index:  # saved (one SQLite commit) on the way out
-        keys = file_keys(index, [item.path for item in catalog.items])
+    if rank == 0:  # a folder that is no store of this model is refused before the index is made there
+        claim(store, key.fields())
+    for turn in (True, False):  # rank 0 hashes, then the others look its digests up
+        if (rank == 0) == turn:
+            with ContentIndex(content_index_path(store)) as index:  # saved (one SQLite commit) on the way out
+                keys = file_keys(index, [item.path for item in catalog.items])
+        barrier()
     summary = embed_clips(embedder, catalog, catalog.items, keys, store, key.fields(), device=device,
-                          num_workers=num_workers, flush_every=checkpoint_every, progress=progress,
-                          desc=f"embed {source.name}")
+                          num_workers=num_workers, flush_every=checkpoint_every, progress=progress and rank == 0,
+                          shard=(rank, world_size), desc=f"embed {source.name}")
     for bad in summary.bad_files:
         print(f"musicrep: skipped {bad['path']}: {bad['reason']}", file=sys.stderr)
-    return {"files": len(catalog.items), "embedded": summary.tracks, "resumed": summary.resumed_tracks,
-            "skipped": summary.skipped, "key": key.key}
+    counts = [summary.tracks, summary.resumed_tracks, summary.skipped]
+    if world_size > 1:  # every rank's segment is written; the counts are the catalog's, summed over ranks
+        totals = torch.tensor(counts, dtype=torch.int64, device=torch.device(device))  # NCCL: on the GPU
+        torch.distributed.all_reduce(totals)
+        counts = totals.tolist()
+    return {"files": len(catalog.items), "embedded": counts[0], "resumed": counts[1], "skipped": counts[2],
+            "key": key.key}

@@ -44,3 +44,17 @@ def embed_rank(rank: int, world_size: int, port: int, out: str, seed: int) -> No
 
         write_view(task, content_keys(task), Path(out) / "store", Path(out) / "view.h5")
     torch.distributed.destroy_process_group()
+
+
+def embed_catalog_rank(rank: int, world_size: int, port: int, model: str, store: str, source: str) -> None:
+    """``musicrep embed`` as one rank of ``torchrun`` runs it; its summary in ``rank<r>.json``."""
+    import json
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from musicrep.embed_catalog import embed_catalog
+
+    summary = embed_catalog(model, Path(store), Path(source), window=0.5, hop=0.25, num_workers=0, progress=False)
+    (Path(store).parent / f"rank{rank}.json").write_text(json.dumps(summary))
+    torch.distributed.destroy_process_group()

@@ -256,3 +256,30 @@ probes = [{{ type = "knn", k_grid = [1] }}]
     lines = [line for line in err.splitlines() if "lacks" in line]
     assert len(lines) == 1 and f"lacks {extra} clips the tasks need" in lines[0] and "model 'gone'" in lines[0]
     assert str(source / "extra-0.wav") in lines[0] and "cannot be loaded" in lines[0]
+
+
+def test_two_ranks_embed_a_catalog_each_its_share_into_one_store(model: Path, tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+    from ddp_worker import embed_catalog_rank
+
+    rng = np.random.default_rng()
+    n = int(rng.integers(5, 10))
+    source = catalog(tmp_path / "audio", n, rng)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranked = tmp_path / "ranked" / "store"
+    ranked.parent.mkdir()
+    mp.spawn(embed_catalog_rank, args=(2, port, str(model), str(ranked), str(source)), nprocs=2, join=True)
+    summaries = [json.loads((ranked.parent / f"rank{r}.json").read_text()) for r in range(2)]
+    assert summaries[0] == summaries[1] and summaries[0]["embedded"] == n and summaries[0]["skipped"] == 1
+    assert len(list((ranked / "segments").glob("seg-*.h5"))) == 2  # one per rank, read as one store
+    code, out, err = cli(*command(model, tmp_path / "single", source)[3:])
+    assert code == 0, err
+    a, b = contents(tmp_path / "single"), contents(ranked)
+    assert a.keys() == b.keys() and len(a) == n
+    for key in a:
+        np.testing.assert_allclose(a[key][0], b[key][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a[key][1], b[key][1], rtol=1e-5, atol=1e-6)
