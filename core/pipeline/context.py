@@ -43,11 +43,9 @@ class RunContext:
 
     @property
     def content_index(self) -> ContentIndex:
-        """The run's index of audio digests (``RUN_DIR/content-index``; saved by the embed stage).
-        Before the run folder is marked as a run's (a ``--dry-run`` of a new run) it is kept in
-        memory: a plan writes nothing, and the real run is then not refused its own folder."""
+        """The run's index of audio digests (``RUN_DIR/content-index``; saved by the embed stage)."""
         if not self._index:
-            self._index.append(ContentIndex(self.run.content_index if self.run.marker.is_file() else None))
+            self._index.append(ContentIndex(self.run.content_index))
         return self._index[0]
 
     def content_keys(self, task_name: str) -> list[str]:
