@@ -113,7 +113,7 @@ def default_store(view: str | Path) -> Path:
 def content_keys(task: Any, index: ContentIndex | None = None) -> list[str]:
     """Every item's content key (``Task.content_key``), in the task's order. A file that cannot
     be read gets a key of its path: the extractor then names it as bad audio."""
-    index = index or ContentIndex()
+    index = ContentIndex() if index is None else index
     keys = []
     for item in task.items():
         try:
