@@ -135,15 +135,18 @@ class ContentIndex:
         self.rehashed: list[str] = []  # paths (re)hashed since loading: new, changed or racy
         self._buffer: dict[str, tuple] = {}  # rows hashed, not yet written
         self._warned_row = False
+        self._on_disk = False  # set by _open or the first save
         self._db = self._open()
 
     # -- the database ---------------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        if self.path is None:
+        if self.path is None or not self.path.exists():  # a new file is made by the first save
             return self._create(":memory:")
         try:
-            return self._open_existing() if self.path.exists() else self._create(self.path)
+            db = self._open_existing()
+            self._on_disk = True
+            return db
         except (sqlite3.DatabaseError, UnicodeDecodeError, _Damaged) as exc:  # a message of damaged bytes
             if _environmental(exc):
                 raise MusicrepError(f"{self.path}: cannot open the content index: {_line(exc)}") from None
@@ -302,13 +305,43 @@ class ContentIndex:
 
     def save(self) -> None:
         """Write what was hashed since the last save in one atomic SQLite transaction (an index in
-        memory keeps it in memory)."""
+        memory keeps it in memory). The file of a new index is made here, not when it is opened: a
+        dry run, or a check before a run folder exists, leaves nothing behind."""
         if self._buffer:
             self._write()
+        if self.path is not None and not self._on_disk:
+            self._persist()
+
+    def _persist(self) -> None:
+        """Make the index file and copy every row held in memory into it, in one transaction."""
+        assert self.path is not None
+        rows = self._run(lambda db: db.execute("SELECT * FROM files").fetchall(), [])
+        memory, self._db = self._db, self._open_file()  # another process (a rank) may have made it
+        self._on_disk = True
+        memory.close()
+        self._buffer.update({row[0].decode("utf-8", "surrogateescape"): row for row in rows})
+        self._write()
+
+    def _open_file(self) -> sqlite3.Connection:
+        """The index file, made if missing; a damaged one set aside; a locked or unwritable one is
+        one line naming it."""
+        assert self.path is not None
+        try:
+            if self.path.exists():
+                return self._open_existing()
+            return self._create(self.path)
+        except (sqlite3.DatabaseError, UnicodeDecodeError, _Damaged) as exc:
+            if _environmental(exc):
+                raise MusicrepError(f"{self.path}: {_line(exc)}") from None
+            return self._discard(exc)
+        except OSError as exc:
+            raise MusicrepError(f"{self.path}: cannot write the content index: {_line(exc)}") from None
 
     def __len__(self) -> int:
-        """The number of files indexed (saving first, so that it is what the file holds)."""
-        self.save()
+        """The number of files indexed (hashed rows included; the file of a new index is still
+        made by ``save`` alone)."""
+        if self._buffer:
+            self._write()
         return self._run(lambda db: int(db.execute("SELECT count(*) FROM files").fetchone()[0]), 0)
 
     def close(self) -> None:

@@ -117,7 +117,7 @@ def content_keys(task: Any, index: ContentIndex | None = None) -> list[str]:
     it as bad audio."""
     from musicrep.tasks import Task
 
-    index = index or ContentIndex()
+    index = ContentIndex() if index is None else index  # an empty index is falsy (__len__)
     items = task.items()
     by_file = type(task).content_key is Task.content_key and type(task).audio is Task.audio
     files = [i for i, item in enumerate(items) if by_file and item.path is not None]
