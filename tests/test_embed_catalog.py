@@ -247,6 +247,8 @@ probes = [{{ type = "knn", k_grid = [1] }}]
     assert code == 0, err
     assert "model gone: cannot be loaded" in err and "embed gone/ab: cached" in err
     assert contents(store).keys() == before.keys()
+    code, out, err = cli("run", toml, "--dry-run", "--json")  # the plan reads the store's key too
+    assert code == 0 and {e["action"] for e in json.loads(out) if e["stage"] == "embed"} == {"cached"}, err
     extra = rng.integers(2, 6)
     for i in range(extra):  # clips the store lacks: no model to embed them
         sf.write(source / f"extra-{i}.wav", (0.3 * rng.standard_normal(8000)).astype(np.float32), 16000)
