@@ -135,6 +135,10 @@ def _print_options(info) -> None:
     doc = inspect.getdoc(info.factory) or ""
     if doc:
         print("\n" + "\n".join(f"  {line}" for line in doc.splitlines()))
+    if info.config_class is None:  # a ready model: configured by musicrep.load_model's arguments
+        print("\n  options: none of its own; `weights` (its checkpoint) and the windowing (window, hop, pooling, "
+              "windowing) as musicrep.load_model and [models.x] load take them")
+        return
     hints = typing.get_type_hints(info.config_class)
     fields = [f for f in dataclasses.fields(info.config_class) if f.init]
     print(f"\noptions ({len(fields)}):" if fields else "\noptions: none")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from musicrep import interrupts
-from musicrep.embed import extract
+from musicrep.embed import default_store, extract
 from musicrep.store import StoreWriter
 from pipeline_fakes import ToneTask
 from test_store import make_embedder
@@ -67,6 +67,6 @@ def test_a_swallowed_interrupt_stops_the_extraction_at_the_next_track(tmp_path: 
                 num_workers=0, device=device)
     assert task.swallowed == 1 and interrupts.received() == signal.SIGINT
     assert task.calls == at  # stopped before decoding another track
-    kept = StoreWriter(store, provenance, kind="multiclass", label_names=ToneTask.label_names).done_ids
+    kept = StoreWriter(default_store(store), provenance).done_ids
     assert 0 < len(kept) <= at  # the tracks encoded before the stop are kept
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # later Ctrl-Cs change nothing

@@ -82,7 +82,7 @@ def test_a_pipeline_names_a_pretrained_run_as_a_model(tmp_path: Path) -> None:
     run_pipeline(second)
     with EmbeddingStore(tmp_path / "runs/first/embeddings/small/pitch.h5") as a, \
             EmbeddingStore(tmp_path / "runs/second/embeddings/reloaded/pitch.h5") as b:
-        assert a.provenance["model"] == b.provenance["model"]  # the same weights
+        assert a.provenance["weights"] == b.provenance["weights"]  # the same weights
         import numpy as np
 
         np.testing.assert_allclose(a.embeddings(), b.embeddings(), rtol=1e-5, atol=1e-6)

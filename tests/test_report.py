@@ -225,15 +225,21 @@ def test_twelve_classes_get_twelve_colours() -> None:
 
 
 def write_store(path: Path, kind: str, rng: np.random.Generator, scale: float, n: int = 60) -> None:
-    from musicrep.store import StoreWriter, TrackEmbedding
+    """A task's view at ``path`` of a store of one window per item, every split present."""
+    from musicrep.store import StoreWriter, TaskView, TrackEmbedding
 
     labels = [f"c{i}" for i in range(3)] if kind != "regression" else ["tempo"]
-    writer = StoreWriter(path, {"m": 1}, kind=kind, label_names=labels)
+    store = path.with_suffix(".store")
+    writer = StoreWriter(store, {"m": 1})
+    targets = []
     for i in range(n):
-        y = np.eye(3, dtype=np.float32)[i % 3] if kind != "regression" else np.array([rng.normal()], np.float32)
+        targets.append(np.eye(3, dtype=np.float32)[i % 3] if kind != "regression"
+                       else np.array([rng.normal()], np.float32))
         x = (scale * rng.standard_normal((1, 6))).astype(np.float32)
-        writer.add(TrackEmbedding(str(i), ("train", "train", "valid", "test")[i % 4], y, x, np.zeros(1, np.float32)))
-    writer.finish()
+        writer.add(TrackEmbedding(f"k{i}", x, np.zeros(1, np.float32)))
+    writer.finish([f"k{i}" for i in range(n)])
+    TaskView([str(i) for i in range(n)], [("train", "train", "valid", "test")[i % 4] for i in range(n)],
+             [f"k{i}" for i in range(n)], np.stack(targets), kind, labels).write(path, store, {"m": 1})
 
 
 @pytest.mark.parametrize("kind", ["multiclass", "regression"])

@@ -71,20 +71,23 @@ def test_report_escapes_names_labels_and_paths(tmp_path: Path, capsys: pytest.Ca
     """A shared run folder whose model folder, skipped paths, settings and store labels carry
     terminal sequences, markup and math: the terminal table shows them escaped, report.md as
     literal text, the figures draw."""
-    from musicrep.store import StoreWriter, TrackEmbedding
+    from musicrep.store import StoreWriter, TaskView, TrackEmbedding
 
     run = tmp_path / "run"
     model = f"m{CLEAR_SCREEN}"
     write_probe(run, model, "t", f"/data/{TITLE}<b>x</b>|*.wav", "$\\frac{1$")
     write_probe(run, "plain", "t", "/data/y.wav", "C")
     label = "$\\frac{1$ <i>x</i>"
-    writer = StoreWriter(run / "embeddings" / model / "t.h5", {"m": 1}, kind="multiclass",
-                         label_names=[label, "*b*"])
+    view = run / "embeddings" / model / "t.h5"
+    store = run / "stores" / "s"
+    writer = StoreWriter(store, {"m": 1})
     rng = np.random.default_rng()
     for i in range(12):
-        writer.add(TrackEmbedding(str(i), ("train", "valid", "test")[i % 3], np.eye(2, dtype=np.float32)[i % 2],
-                                  rng.standard_normal((1, 4)).astype(np.float32), np.zeros(1, np.float32)))
-    writer.finish()
+        writer.add(TrackEmbedding(f"k{i}", rng.standard_normal((1, 4)).astype(np.float32), np.zeros(1, np.float32)))
+    writer.finish([f"k{i}" for i in range(12)])
+    TaskView([str(i) for i in range(12)], [("train", "valid", "test")[i % 3] for i in range(12)],
+             [f"k{i}" for i in range(12)], np.stack([np.eye(2, dtype=np.float32)[i % 2] for i in range(12)]),
+             "multiclass", [label, "*b*"]).write(view, store, {"m": 1})
     (run / "pipeline.toml").write_text(f'[run]\nname = "x"\n# {TITLE} ```\n')
     assert main(["report", str(run)]) == 0
     out, err = capsys.readouterr()
