@@ -136,8 +136,8 @@ def _print_options(info) -> None:
     if doc:
         print("\n" + "\n".join(f"  {line}" for line in doc.splitlines()))
     if info.config_class is None:  # a ready model: configured by musicrep.load_model's arguments
-        print("\n  options: none of its own; `weights` (its checkpoint) and the windowing (window, hop, pooling, "
-              "windowing) as musicrep.load_model and [models.x] load take them")
+        print("\n  options: no Config of its own; it takes what musicrep.load_model and [models.x] load take: "
+              "weights, the windowing (window, hop, pooling, windowing) and the switches its docs name")
         return
     hints = typing.get_type_hints(info.config_class)
     fields = [f for f in dataclasses.fields(info.config_class) if f.init]
