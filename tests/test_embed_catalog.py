@@ -2,8 +2,6 @@
 after kill -9 to the same store as an undisturbed run, bad files skipped and named."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -16,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.cli import main
+from cli_in_process import cli_outputs
 from musicrep.store import ContentStore
 
 PIPELINE = """
@@ -52,18 +50,11 @@ hop = 0.25
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def cli(*args: object) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     (folder / "p.toml").write_text(PIPELINE)
-    code, _, err = cli("run", folder / "p.toml")
+    code, _, err = cli_outputs("run", folder / "p.toml")
     assert code == 0, err
     return folder / "runs" / "tiny" / "models" / "small"
 
@@ -119,7 +110,7 @@ def test_a_killed_embed_resumes_to_the_same_store(model: Path, tmp_path: Path) -
         np.testing.assert_allclose(a[key][1], b[key][1], rtol=1e-5, atol=1e-6)
     # the same files again, one renamed: nothing embedded (keys are contents, not names)
     (source / "clip-0.wav").rename(source / "renamed.wav")
-    code, out, err = cli(*command(model, store, source)[3:])
+    code, out, err = cli_outputs(*command(model, store, source)[3:])
     assert code == 0 and json.loads(out.splitlines()[-1])["embedded"] == 0, err
 
 
@@ -158,12 +149,12 @@ num_workers = 0
 [probe]
 probes = [{{ type = "knn", k_grid = [1] }}]
 """)
-    code, _, err = cli("run", toml)
+    code, _, err = cli_outputs("run", toml)
     assert code == 0, err
     assert "embed theirs/ab: 13 tracks (1 embedded now), 0 skipped" in err  # the 12 found are not embedded again
     after = contents(store)
     assert len(after) == 13 and all(np.array_equal(before[k][0], after[k][0]) for k in before)
-    code, _, err = cli("run", toml)
+    code, _, err = cli_outputs("run", toml)
     assert code == 0 and "embed theirs/ab: cached" in err, err
 
 
@@ -181,16 +172,16 @@ def test_a_second_embed_of_an_unchanged_catalog_reads_no_file_to_key_it(model: P
     real = musicrep.content.hash_file
     monkeypatch.setattr(musicrep.content, "hash_file", lambda path: (hashed.append(path), real(path))[1])
     store = tmp_path / "store"
-    code, out, err = cli(*command(model, store, source)[3:])
+    code, out, err = cli_outputs(*command(model, store, source)[3:])
     assert code == 0, err
     assert sorted(hashed) == [str(p) for p in files] and (store / "content-index").is_file()
     hashed.clear()
-    code, out, err = cli(*command(model, store, source)[3:])
+    code, out, err = cli_outputs(*command(model, store, source)[3:])
     assert code == 0 and json.loads(out.splitlines()[-1])["embedded"] == 0, err
     assert hashed == []  # stat'ed, not reread
     changed = files[int(rng.integers(len(files)))]
     changed.write_bytes(changed.read_bytes()[:-2] + b"\0\0")
-    code, out, err = cli(*command(model, store, source)[3:])
+    code, out, err = cli_outputs(*command(model, store, source)[3:])
     assert code == 0, err
     assert hashed == [str(changed)]
 
@@ -198,7 +189,7 @@ def test_a_second_embed_of_an_unchanged_catalog_reads_no_file_to_key_it(model: P
 def test_a_catalog_is_read_by_the_bounded_reader_with_errors_naming_file_and_line(model: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "list.txt"
     manifest.write_bytes(b"a.wav\n" + b"b\0.wav\n")
-    code, _, err = cli(*command(model, tmp_path / "store", manifest)[3:])
+    code, _, err = cli_outputs(*command(model, tmp_path / "store", manifest)[3:])
     assert code != 0 and f"{manifest}: line 2 holds a NUL byte" in err
 
 
@@ -212,7 +203,7 @@ def test_a_model_that_cannot_be_loaded_is_served_by_its_store_and_the_clips_it_l
     source = catalog(tmp_path / "audio", 8, rng)
     (source / "sub" / "broken.wav").unlink()
     store = tmp_path / "store"
-    code, _, err = cli(*command(run / "models" / "small", store, source)[3:])
+    code, _, err = cli_outputs(*command(run / "models" / "small", store, source)[3:])
     assert code == 0, err
     shutil.rmtree(run)  # the model is gone; its store is not
     clips = sorted(source.rglob("*.wav"))
@@ -243,17 +234,17 @@ num_workers = 0
 probes = [{{ type = "knn", k_grid = [1] }}]
 """)
     before = contents(store)
-    code, out, err = cli("run", toml)
+    code, out, err = cli_outputs("run", toml)
     assert code == 0, err
     assert "model gone: cannot be loaded" in err and "embed gone/ab: cached" in err
     assert contents(store).keys() == before.keys()
-    code, out, err = cli("run", toml, "--dry-run", "--json")  # the plan reads the store's key too
+    code, out, err = cli_outputs("run", toml, "--dry-run", "--json")  # the plan reads the store's key too
     assert code == 0 and {e["action"] for e in json.loads(out) if e["stage"] == "embed"} == {"cached"}, err
     extra = rng.integers(2, 6)
     for i in range(extra):  # clips the store lacks: no model to embed them
         sf.write(source / f"extra-{i}.wav", (0.3 * rng.standard_normal(8000)).astype(np.float32), 16000)
         labels.write_text(labels.read_text() + f"extra-{i}.wav,a,train\n")
-    code, _, err = cli("run", toml)
+    code, _, err = cli_outputs("run", toml)
     assert code != 0
     lines = [line for line in err.splitlines() if "lacks" in line]
     assert len(lines) == 1 and f"lacks {extra} clips the tasks need" in lines[0] and "model 'gone'" in lines[0]
@@ -278,7 +269,7 @@ def test_two_ranks_embed_a_catalog_each_its_share_into_one_store(model: Path, tm
     summaries = [json.loads((ranked.parent / f"rank{r}.json").read_text()) for r in range(2)]
     assert summaries[0] == summaries[1] and summaries[0]["embedded"] == n and summaries[0]["skipped"] == 1
     assert len(list((ranked / "segments").glob("seg-*.h5"))) == 2  # one per rank, read as one store
-    code, out, err = cli(*command(model, tmp_path / "single", source)[3:])
+    code, out, err = cli_outputs(*command(model, tmp_path / "single", source)[3:])
     assert code == 0, err
     a, b = contents(tmp_path / "single"), contents(ranked)
     assert a.keys() == b.keys() and len(a) == n

@@ -7,8 +7,6 @@ first. The checkpoint itself is weights-only and valid; only its ``description``
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import random
 import string
 import sys
@@ -19,7 +17,7 @@ import torch
 
 import musicrep
 from musicrep import load_model
-from musicrep.cli import main
+from cli_in_process import cli
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
 
@@ -82,12 +80,6 @@ def hostile_run(run: Path, module: str) -> Path:
     torch.save({"key": "k", "embedder": embedder.state_dict(), "description": description}, checkpoint)
     return checkpoint
 
-
-def cli(*args: str | Path) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([*map(str, args)])
-    return code, err.getvalue()
 
 
 def test_load_model_refuses_a_description_that_imports_code(workdir: Path) -> None:

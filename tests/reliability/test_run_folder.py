@@ -3,8 +3,6 @@ deletes nothing behind a symbolic link, and reads a task's labels from the task,
 store file someone could have changed (issue 25, items 2, 3 and 6)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import random
@@ -14,7 +12,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from musicrep.cli import main
+from cli_in_process import cli
 
 PIPELINE = """
 [run]
@@ -44,12 +42,6 @@ num_workers = 0
 probes = [{{ type = "knn", k_grid = [1] }}]
 """
 
-
-def cli(*args: object) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([str(a) for a in args])
-    return code, err.getvalue()
 
 
 def words(rng: random.Random) -> str:

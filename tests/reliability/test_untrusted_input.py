@@ -8,8 +8,6 @@ are config errors, and the lock never follows a symbolic link.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import random
 import string
@@ -19,7 +17,7 @@ import pytest
 import torch
 
 from musicrep import load_model
-from musicrep.cli import main
+from cli_in_process import cli
 from musicrep.errors import MusicrepError
 
 PIPELINE = """
@@ -74,12 +72,6 @@ def plant(path: Path, marker: Path) -> None:
     torch.save({"key": "x", "step": 1, "embedder": {"w": torch.zeros(2)}, "description": RunsCode(marker),
                 "module": RunsCode(marker)}, path)
 
-
-def cli(*args: str | Path) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([*map(str, args)])
-    return code, err.getvalue()
 
 
 def pipeline_text(run: str = "safe", task: str = "pitch", model: str = "small") -> str:

@@ -6,15 +6,13 @@ folder with link cycles and links into ``/proc`` pre-trains on its own audio fil
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.cli import main
+from cli_in_process import cli
 
 PIPELINE = """
 [run]
@@ -50,12 +48,6 @@ hop = 0.25
 probes = [{{ type = "knn", k_grid = [1] }}]
 """
 
-
-def cli(*args: str | Path) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([str(a) for a in args])
-    return code, err.getvalue()
 
 
 @pytest.mark.parametrize("data", ['"/"', '"everything"', '"/proc"'])
