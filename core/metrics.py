@@ -144,11 +144,20 @@ def metric_interval(name: str, targets: np.ndarray, scores: np.ndarray, label_na
     value = metric(targets, scores, label_names)
     if not len(targets) or value != value:
         return None
+    return _interval_of_kind(name, value, len(targets), level, lambda: bootstrap_interval(
+        metric, targets, scores, label_names, n=n, seed=seed, level=level))
+
+
+def _interval_of_kind(name: str, value: float, items: int, level: float,
+                      resample: Callable[[], tuple[float, float] | None]) -> tuple[float, float, str] | None:
+    """The interval the table above gives metric ``name`` scoring ``value`` over ``items`` items:
+    Wilson for a proportion; else the percentile bootstrap ``resample()`` (called only then),
+    widened to Wilson where the metric is bounded, and no interval where it has zero width."""
     if name in PROPORTIONS:
-        return (*wilson_interval(value * len(targets), len(targets), level), WILSON)
-    resampled = bootstrap_interval(metric, targets, scores, label_names, n=n, seed=seed, level=level)
+        return (*wilson_interval(value * items, items, level), WILSON)
+    resampled = resample()
     if name in BOUNDED:
-        floor = wilson_interval(value * len(targets), len(targets), level)
+        floor = wilson_interval(value * items, items, level)
         if resampled is None:
             return (*floor, BOOTSTRAP_WILSON)
         return min(resampled[0], floor[0]), max(resampled[1], floor[1]), BOOTSTRAP_WILSON
@@ -184,17 +193,8 @@ def fold_interval(name: str, fold_values: Sequence[float], items: int, *, n: int
     if not len(values) or items <= 0:
         return None
     mean = float(values.mean())
-    if name in PROPORTIONS:
-        return (*wilson_interval(mean * items, items, level), WILSON)
-    resampled = bootstrap_mean_interval(values, n=n, seed=seed, level=level)
-    if name in BOUNDED:
-        floor = wilson_interval(mean * items, items, level)
-        if resampled is None:
-            return (*floor, BOOTSTRAP_WILSON)
-        return min(resampled[0], floor[0]), max(resampled[1], floor[1]), BOOTSTRAP_WILSON
-    if resampled is None or resampled[0] == resampled[1]:
-        return None
-    return (*resampled, BOOTSTRAP)
+    return _interval_of_kind(name, mean, items, level,
+                             lambda: bootstrap_mean_interval(values, n=n, seed=seed, level=level))
 
 
 def bootstrap_mean_interval(values: Sequence[float], *, n: int = 1000, seed: int = 0,
