@@ -93,12 +93,16 @@ def cuda_device() -> torch.device | None:
 # -- Config ranges -------------------------------------------------------------------------------
 
 def is_int(tp: Any) -> bool:
+    """Whether a field's values (or its list's items) are integers: int, int | None, list[int]."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return tp is int or any(is_int(a) for a in args)
 
 
 def out_of_range(cls: type, values: dict[str, Any]) -> dict[str, list[Any]]:
-    """Every field's values its declared constraint (or ``Literal`` choices) refuses."""
+    """Every field's out-of-range values, from its declared constraint or its ``Literal``
+    choices, given the table's other ``values`` (for bounds that name a field), as
+    scikit-learn's ``generate_invalid_param_val`` does. ``musicrep check`` and the config
+    tests (tests/reliability/test_bad_config.py) both generate their cases here."""
     hints = typing.get_type_hints(cls)
     fields = config_fields(cls)
     current = {name: field_default(f) for name, f in fields.items()} | values

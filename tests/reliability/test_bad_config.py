@@ -25,16 +25,16 @@ import random
 import re
 import subprocess
 import sys
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicrep.cli import main
-from musicrep.config import build_config, config_fields, field_constraint, field_default
+from musicrep.config import build_config, config_fields, field_constraint
+from musicrep.conformance import out_of_range
 from musicrep.errors import ConfigError
 from musicrep.pipeline import spec as spec_module
 from musicrep.registry import default_registry
@@ -173,32 +173,6 @@ others = st.one_of(scalars, st.lists(st.integers(0, 9), max_size=3),
 unknown_keys = st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z").filter(lambda k: k not in KNOWN_KEYS)
 # -- out-of-range values, generated from what the config classes declare -----------------------
 
-def _is_int(tp: Any) -> bool:
-    """Whether a field's values (or its list's items) are integers: int, int | None, list[int]."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return tp is int or any(_is_int(a) for a in args)
-
-
-def invalid_values(cls: type, values: dict[str, Any]) -> dict[str, list[Any]]:
-    """Every field's out-of-range values, from its declared constraint or its ``Literal``
-    choices, given the table's other ``values`` (for bounds that name a field), as
-    scikit-learn's ``generate_invalid_param_val`` does."""
-    hints = typing.get_type_hints(cls)
-    fields = config_fields(cls)
-    current = {name: field_default(f) for name, f in fields.items()} | values
-    current = {name: None if v is dataclasses.MISSING else v for name, v in current.items()}
-    out: dict[str, list[Any]] = {}
-    for name in fields:
-        constraint = field_constraint(cls, name)
-        choices = [a for arm in (hints[name], *typing.get_args(hints[name]))
-                   if typing.get_origin(arm) is Literal for a in typing.get_args(arm)]
-        bad = constraint.invalid_values(current[name], current, _is_int(hints[name])) if constraint else []
-        if choices and all(isinstance(c, str) for c in choices):
-            bad.append("no-such-" + choices[0])
-        if bad:
-            out[name] = bad
-    return out
-
 
 def _kind(path: Path_) -> str:
     """The component kind of the table at ``path`` (or of its ``type`` key)."""
@@ -224,7 +198,7 @@ def _out_of_range_cases() -> list[tuple[str, Path_, Any, str]]:
         tables = [p for p, v in _walk(doc) if isinstance(v, dict) and ("type" in v or p[-1] == "pretrain")]
         for path in [("run",), ("embed",), *tables]:
             values = {k: v for k, v in _get(doc, path).items() if k not in ("type", "objective", "augmentations")}
-            for key, bad in invalid_values(_config_class(doc, path), values).items():
+            for key, bad in out_of_range(_config_class(doc, path), values).items():
                 cases += [(base, path + (key,), value, key) for value in bad]
     return cases
 
@@ -245,7 +219,7 @@ def _registered_config_classes() -> list[tuple[str, type]]:
 
 # Every registered component's every constrained key: (what, class, key, bad value).
 COMPONENT_CASES = [(what, cls, key, value) for what, cls in _registered_config_classes()
-                   for key, bad in invalid_values(cls, {}).items() for value in bad]
+                   for key, bad in out_of_range(cls, {}).items() for value in bad]
 
 
 # A component name that does not exist, at every place a component is named.
