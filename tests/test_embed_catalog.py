@@ -78,6 +78,44 @@ def contents(store: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {key: (opened.embeddings([key])[0], opened.timeline(key)[0]) for key in opened.keys}
 
 
+def label_clips(source: Path) -> Path:
+    """``source/labels.csv`` for the catalog's clips: labels a, b in turn, splits train, train,
+    valid, test in turn."""
+    clips = sorted(source.rglob("*.wav"))
+    rows = ["path,label,split"] + [f"{c.relative_to(source)},{'ab'[i % 2]},{['train', 'train', 'valid', 'test'][i % 4]}"
+                                   for i, c in enumerate(clips)]
+    labels = source / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    return labels
+
+
+def reuse_pipeline(path: Path, labels: Path, name: str, load: Path, store: Path) -> Path:
+    """A pipeline at ``path`` that probes the csv task ``labels`` with model ``name`` loaded from
+    ``load``, its embeddings taken from ``store`` (a store ``musicrep embed`` made)."""
+    path.write_text(f"""
+[run]
+name = "reuse"
+device = "cpu"
+
+[tasks.ab]
+type = "csv"
+path = "{labels}"
+
+[models.{name}]
+load = "{load}"
+store = "{store}"
+
+[embed]
+window = 0.5
+hop = 0.25
+num_workers = 0
+
+[probe]
+probes = [{{ type = "knn", k_grid = [1] }}]
+""")
+    return path
+
+
 def test_a_killed_embed_resumes_to_the_same_store(model: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng()
     source = catalog(tmp_path / "audio", 80, rng)
@@ -121,34 +159,10 @@ def test_a_pipeline_takes_a_models_embeddings_from_a_store_made_by_musicrep_embe
     store = tmp_path / "catalog-store"
     assert subprocess.run(command(model, store, source), capture_output=True, env=ENV, timeout=600).returncode == 0
     before = contents(store)
-    clips = sorted(source.rglob("*.wav"))
-    rows = ["path,label,split"] + [f"{c.relative_to(source)},{'ab'[i % 2]},{['train', 'train', 'valid', 'test'][i % 4]}"
-                                   for i, c in enumerate(clips)]
-    (source / "labels.csv").write_text("\n".join(rows) + "\n")
+    labels = label_clips(source)
     sf.write(source / "extra.wav", (0.3 * rng.standard_normal(12000)).astype(np.float32), 16000)  # not in the store
-    (source / "labels.csv").write_text((source / "labels.csv").read_text() + "extra.wav,a,train\n")
-    toml = tmp_path / "p.toml"
-    toml.write_text(f"""
-[run]
-name = "reuse"
-device = "cpu"
-
-[tasks.ab]
-type = "csv"
-path = "{source / 'labels.csv'}"
-
-[models.theirs]
-load = "{model}"
-store = "{store}"
-
-[embed]
-window = 0.5
-hop = 0.25
-num_workers = 0
-
-[probe]
-probes = [{{ type = "knn", k_grid = [1] }}]
-""")
+    labels.write_text(labels.read_text() + "extra.wav,a,train\n")
+    toml = reuse_pipeline(tmp_path / "p.toml", labels, "theirs", model, store)
     code, _, err = cli_outputs("run", toml)
     assert code == 0, err
     assert "embed theirs/ab: 13 tracks (1 embedded now), 0 skipped" in err  # the 12 found are not embedded again
@@ -206,33 +220,8 @@ def test_a_model_that_cannot_be_loaded_is_served_by_its_store_and_the_clips_it_l
     code, _, err = cli_outputs(*command(run / "models" / "small", store, source)[3:])
     assert code == 0, err
     shutil.rmtree(run)  # the model is gone; its store is not
-    clips = sorted(source.rglob("*.wav"))
-    rows = ["path,label,split"] + [f"{c.relative_to(source)},{'ab'[i % 2]},{['train', 'train', 'valid', 'test'][i % 4]}"
-                                   for i, c in enumerate(clips)]
-    labels = source / "labels.csv"
-    labels.write_text("\n".join(rows) + "\n")
-    toml = tmp_path / "p.toml"
-    toml.write_text(f"""
-[run]
-name = "reuse"
-device = "cpu"
-
-[tasks.ab]
-type = "csv"
-path = "{labels}"
-
-[models.gone]
-load = "{run / 'models' / 'small'}"
-store = "{store}"
-
-[embed]
-window = 0.5
-hop = 0.25
-num_workers = 0
-
-[probe]
-probes = [{{ type = "knn", k_grid = [1] }}]
-""")
+    labels = label_clips(source)
+    toml = reuse_pipeline(tmp_path / "p.toml", labels, "gone", run / "models" / "small", store)
     before = contents(store)
     code, out, err = cli_outputs("run", toml)
     assert code == 0, err
