@@ -90,3 +90,47 @@ def synth_pitch_task(seconds: float = 1.0, sample_rate: int | None = None) -> st
     rate = f"sample_rate = {sample_rate}\n" if sample_rate else ""
     return ('[tasks.pitch]\ntype = "synth"\nlabel = "pitch"\nn_classes = 3\n'
             f"n_train = 12\nn_valid = 6\nn_test = 6\nseconds = {seconds}\n{rate}")
+
+
+SMALL_PRETRAIN_PIPELINE = """
+[run]
+name = {run}
+device = "cpu"
+
+[tasks.{task}]
+type = "synth"
+label = "pitch"
+n_classes = 3
+n_train = 9
+n_valid = 3
+n_test = 3
+seconds = 0.5
+
+[models.{model}]
+frontend = {{ type = "mel", n_fft = 256, hop_length = 128, n_mels = 16 }}
+encoder = {{ type = "fcn", channels = [4], dim = 8 }}
+
+[models.{model}.pretrain]
+objective = {{ type = "simclr", hidden = [8], projection_dim = 4 }}
+data = [{data}]
+steps = 2
+batch_size = 4
+clip_seconds = 0.5
+warmup_steps = 1
+{checkpoint_every}
+[embed]
+window = 0.5
+hop = 0.25
+
+[probe]
+probes = [{{ type = "knn", k_grid = [1] }}]
+"""
+
+
+def small_pretrain_pipeline(*, run: str, data: str, task: str = "pitch", model: str = "small",
+                            checkpoint_every: int | None = None) -> str:
+    """A pipeline that pre-trains one tiny model (2 SimCLR steps) on ``data`` and probes a 9/3/3
+    synthetic pitch task with k-NN. ``run``, ``task``, ``model`` and ``data`` are TOML text put in
+    as they are (a bare key or a quoted string: the tests that use this put hostile names there)."""
+    every = f"checkpoint_every = {checkpoint_every}\n" if checkpoint_every is not None else ""
+    return SMALL_PRETRAIN_PIPELINE.format(run=run, task=task, model=model, data=data, checkpoint_every=every)

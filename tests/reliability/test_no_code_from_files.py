@@ -17,9 +17,10 @@ import torch
 
 import musicrep
 from musicrep import load_model
-from cli_in_process import cli
 from musicrep.errors import MusicrepError
 from musicrep.model import Embedder
+
+from cli_in_process import cli
 
 SR = 16000
 TASK = """
@@ -79,7 +80,6 @@ def hostile_run(run: Path, module: str) -> Path:
                    "encoder": {"type": "hear", "module": module}}
     torch.save({"key": "k", "embedder": embedder.state_dict(), "description": description}, checkpoint)
     return checkpoint
-
 
 
 def test_load_model_refuses_a_description_that_imports_code(workdir: Path) -> None:

@@ -43,7 +43,6 @@ probes = [{{ type = "knn", k_grid = [1] }}]
 """
 
 
-
 def words(rng: random.Random) -> str:
     return "".join(rng.choices(string.ascii_letters + " ", k=80))
 

@@ -17,43 +17,10 @@ import pytest
 import torch
 
 from musicrep import load_model
-from cli_in_process import cli
 from musicrep.errors import MusicrepError
 
-PIPELINE = """
-[run]
-name = {run}
-device = "cpu"
-
-[tasks.{task}]
-type = "synth"
-label = "pitch"
-n_classes = 3
-n_train = 9
-n_valid = 3
-n_test = 3
-seconds = 0.5
-
-[models.{model}]
-frontend = {{ type = "mel", n_fft = 256, hop_length = 128, n_mels = 16 }}
-encoder = {{ type = "fcn", channels = [4], dim = 8 }}
-
-[models.{model}.pretrain]
-objective = {{ type = "simclr", hidden = [8], projection_dim = 4 }}
-data = [{task}]
-steps = 2
-batch_size = 4
-clip_seconds = 0.5
-warmup_steps = 1
-checkpoint_every = 1
-
-[embed]
-window = 0.5
-hop = 0.25
-
-[probe]
-probes = [{{ type = "knn", k_grid = [1] }}]
-"""
+from cli_in_process import cli
+from pipeline_fakes import small_pretrain_pipeline
 
 
 class RunsCode:
@@ -73,10 +40,10 @@ def plant(path: Path, marker: Path) -> None:
                 "module": RunsCode(marker)}, path)
 
 
-
 def pipeline_text(run: str = "safe", task: str = "pitch", model: str = "small") -> str:
     """The pipeline with these names (each written as a TOML string, whatever it holds)."""
-    return PIPELINE.format(run=json.dumps(run), task=json.dumps(task), model=json.dumps(model))
+    return small_pretrain_pipeline(run=json.dumps(run), task=json.dumps(task), model=json.dumps(model),
+                                   data=json.dumps(task), checkpoint_every=1)
 
 
 def write_pipeline(folder: Path, **names: str) -> Path:

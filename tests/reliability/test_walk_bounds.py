@@ -13,41 +13,7 @@ import pytest
 import soundfile as sf
 
 from cli_in_process import cli
-
-PIPELINE = """
-[run]
-name = "walk"
-device = "cpu"
-
-[tasks.pitch]
-type = "synth"
-label = "pitch"
-n_classes = 3
-n_train = 9
-n_valid = 3
-n_test = 3
-seconds = 0.5
-
-[models.small]
-frontend = {{ type = "mel", n_fft = 256, hop_length = 128, n_mels = 16 }}
-encoder = {{ type = "fcn", channels = [4], dim = 8 }}
-
-[models.small.pretrain]
-objective = {{ type = "simclr", hidden = [8], projection_dim = 4 }}
-data = [{data}]
-steps = 2
-batch_size = 4
-clip_seconds = 0.5
-warmup_steps = 1
-
-[embed]
-window = 0.5
-hop = 0.25
-
-[probe]
-probes = [{{ type = "knn", k_grid = [1] }}]
-"""
-
+from pipeline_fakes import small_pretrain_pipeline
 
 
 @pytest.mark.parametrize("data", ['"/"', '"everything"', '"/proc"'])
@@ -55,7 +21,7 @@ probes = [{{ type = "knn", k_grid = [1] }}]
 def test_a_walk_of_the_whole_filesystem_is_refused_before_the_run(tmp_path: Path, data: str, dry_run: bool) -> None:
     (tmp_path / "everything").symlink_to("/")
     toml = tmp_path / "walk.toml"
-    toml.write_text(PIPELINE.format(data=data))
+    toml.write_text(small_pretrain_pipeline(run='"walk"', data=data))
     code, err = cli("run", *(["--dry-run"] if dry_run else []), toml)
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1, err
@@ -72,7 +38,7 @@ def test_a_folder_with_link_cycles_pretrains_on_its_own_audio(tmp_path: Path, ca
     (audio / "a" / "b" / "loop").symlink_to(audio)  # a cycle back to the root
     (audio / "c" / "kernel").symlink_to("/proc")  # millions of synthetic entries, and /proc/kcore
     toml = tmp_path / "walk.toml"
-    toml.write_text(PIPELINE.format(data='"audio"'))
+    toml.write_text(small_pretrain_pipeline(run='"walk"', data='"audio"'))
     code, err = cli("run", toml)
     assert code == 0, err
     assert f"{audio / 'c' / 'kernel'}: skipped, a kernel or device filesystem" in caplog.messages
