@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cli_in_process import cli_outputs
 from musicrep.store import ContentStore
+
+from cli_in_process import cli_outputs
 
 PIPELINE = """
 [run]
