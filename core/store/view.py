@@ -94,13 +94,3 @@ class TaskView:
                 h5.attrs["provenance"] = provenance_text(provenance)
                 h5.attrs["digest"] = self.digest
                 h5.attrs["complete"] = True
-
-
-def stored_digest(path: Path) -> str | None:
-    """The digest a finished view at ``path`` records; None when there is none to read."""
-    try:
-        with h5py.File(path, "r") as h5:
-            value = h5.attrs.get("digest")
-            return value if isinstance(value, str) and h5.attrs.get("format") == FORMAT else None
-    except Exception:  # noqa: BLE001 - missing, not HDF5, damaged: no digest to trust
-        return None
