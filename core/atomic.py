@@ -56,20 +56,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 tmp_path.unlink()
 
 
-def remove_leftovers(folder: str | Path) -> list[Path]:
-    """Delete the temporary files of writes that a killed process never finished.
-
-    Only safe while nothing else writes under ``folder`` (the pipeline calls it holding the run
-    lock); nothing ever reads these files, they only take space (a checkpoint can be large).
-    """
-    removed = []
-    for tmp in sorted(Path(folder).rglob(".*.tmp")) if Path(folder).is_dir() else []:
-        if tmp.is_file():
-            tmp.unlink()
-            removed.append(tmp)
-    return removed
-
-
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
