@@ -3,8 +3,6 @@ and the resource knobs a TOML holds (worker counts, encoder sizes, a ``load`` of
 no model) refused in one line before any work."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import tempfile
@@ -17,8 +15,8 @@ import soundfile as sf
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cli_in_process import cli
 from fuzzing import FUZZ, check_one_line, mutated, returns_or_one_line, scaled
-from musicrep.cli import main
 from musicrep.pipeline.spec import MAX_WORKERS, load_pipeline
 
 VALID: dict[str, Any] = {
@@ -94,12 +92,10 @@ def hostile_documents(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def dry_run(path: Path) -> None:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["run", "--dry-run", str(path)])
+    code, err = cli("run", "--dry-run", path)
     if code != 0:
-        last = err.getvalue().strip().splitlines()[-1]
-        assert code == 2 and last.startswith("musicrep: error: "), err.getvalue()
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and last.startswith("musicrep: error: "), err
         assert str(path) in last, last
 
 
@@ -132,11 +128,9 @@ def test_the_valid_pipeline_dry_runs(tmp_path: Path) -> None:
 def refused(tmp_path: Path, document: dict[str, Any], *words: str, names_toml: bool = True) -> str:
     path = tmp_path / "pipeline.toml"
     path.write_text(toml_text(document))
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["run", str(path)])
-    lines = err.getvalue().strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err.getvalue(), err.getvalue()
+    code, err = cli("run", path)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"musicrep: error: {path if names_toml else ''}"), lines
     for word in words:
         assert word in lines[0], lines
