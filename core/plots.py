@@ -83,7 +83,14 @@ def _save(fig: Any, path: Path) -> list[Path]:
     for suffix in FORMATS:
         target = path.with_suffix(f".{suffix}")
         with atomic.atomic_path(target) as tmp:
-            fig.savefig(tmp, format=suffix)
+            try:
+                fig.savefig(tmp, format=suffix)
+            except Exception as exc:
+                # matplotlib's PDF writer, failing to clean up after a failed write (a full disk),
+                # raises an AttributeError that hides the OSError: the OSError is what happened
+                if not isinstance(exc, OSError) and isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
         written.append(target)
     return written
 

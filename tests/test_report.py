@@ -285,3 +285,30 @@ def test_a_readers_style_is_applied_and_a_missing_one_is_named(tmp_path: Path, m
     with pytest.raises(MusicrepError, match="none.mplstyle: neither a style file"):
         with style():
             pass
+
+
+def test_a_full_disk_while_drawing_a_pdf_is_the_disk_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib's PDF writer hides a full disk behind an AttributeError raised while it cleans
+    up; the figure's writer reports the disk, naming the file (a full-disk run found it)."""
+    import errno
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from musicrep import plots
+    from musicrep.errors import WriteError
+
+    def full_disk(self, fname, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise AttributeError("'Stream' object has no attribute 'pos'")
+
+    fig = plt.figure()
+    monkeypatch.setattr(type(fig), "savefig", full_disk)
+    with pytest.raises(WriteError, match="No space left on device") as raised:
+        plots._save(fig, tmp_path / "chart.png")
+    assert "chart.png" in str(raised.value) and "\n" not in str(raised.value)
+    plt.close(fig)
