@@ -163,18 +163,21 @@ class Task:
     def content_key(self, item: Item, index: "ContentIndex") -> str:
         """The key the embedding store files ``item``'s clip under: the SHA-256 of its file's
         bytes (``index`` caches them), with the segment's bounds for a ``start``/``end`` item.
-        A task whose audio is generated (no file, or its own ``audio``) keys an item by what
-        generates it: the task's type and config and the item. Override when a task knows a
-        better key. An unreadable file raises ``OSError``."""
+        A task whose audio is generated (no file) or read its own way (its own ``audio``) keys an
+        item by what makes it: the task's type and config, the item, and its file's digest where
+        it has one. Override when a task knows a better key (the HEAR task does, so two task
+        folders of the same files share their embeddings). An unreadable file raises ``OSError``."""
         from musicrep.content import segment_key
 
-        if item.path is None or type(self).audio is not Task.audio:
-            config = getattr(self, "config", None)
-            payload = {"task": f"{type(self).__module__}.{type(self).__qualname__}",
-                       "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else None,
-                       "item": asdict(item)}
-            return "gen-" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        return segment_key(index.digest(item.path), item.start, item.end)
+        if item.path is not None and type(self).audio is Task.audio:
+            return segment_key(index.digest(item.path), item.start, item.end)
+        config = getattr(self, "config", None)
+        payload = {"task": f"{type(self).__module__}.{type(self).__qualname__}",
+                   "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else None,
+                   "item": asdict(item),
+                   # a file read its own way: its bytes still shape the clip, so a change is a new key
+                   "file": None if item.path is None else index.digest(item.path)}
+        return "gen-" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def describe(self) -> dict:
         """Counts per split and the vocabulary size, for summaries."""

@@ -116,6 +116,39 @@ def test_hear_trainvaltest(tmp_path):
     assert task.fold_roles(0) == {"train": ["train"], "valid": ["valid"], "test": ["test"]}
 
 
+def test_hear_items_are_keyed_by_the_bytes_of_every_copy_a_model_may_read(tmp_path):
+    """Two HEAR folders of the same files share their content keys (so their clips are embedded
+    once); changing any rate's copy of a clip gives it a new key, and only it; a folder of one
+    rate keys a clip by its file's digest alone, as any file-backed task does."""
+    import hashlib
+    import shutil
+
+    from musicrep.content import ContentIndex
+
+    first = hear_task(tmp_path / "a")
+    second = tmp_path / "b"
+    shutil.copytree(first, second)
+    index = ContentIndex()
+
+    def keys(root):
+        task = get("hear", path=str(root))
+        return {item.id: task.content_key(item, index) for item in task.items()}
+
+    before = keys(first)
+    assert keys(second) == before  # (the helper writes one tone for every clip: equal bytes, equal keys)
+    changed = next(iter(sorted((second / "22050" / "test").glob("*.wav"))))
+    write_wav(changed, sr=22050, freq=523.25)
+    after = keys(second)
+    assert {i for i in after if after[i] != before[i]} == {f"test/{changed.name}"}
+
+    single = tmp_path / "c"
+    shutil.copytree(first, single)
+    shutil.rmtree(single / "22050")
+    task = get("hear", path=str(single))
+    item = task.items()[0]
+    assert task.content_key(item, index) == hashlib.sha256(Path(item.path).read_bytes()).hexdigest()
+
+
 def test_hear_kfold_and_multilabel(tmp_path):
     task = get("hear", path=str(hear_task(tmp_path / "k", mode="new_split_kfold", prediction="multilabel",
                                           evaluation=("mAP", "aucroc"))), sample_rate=22050)

@@ -1,10 +1,15 @@
 """HEAR task folders (hear-preprocess layout), scene tasks only."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from musicrep.content import ContentIndex
 
 from musicrep.config import path_field, positive
 from musicrep.tasks import (MAX_LABELS, Item, Task, TaskDataError, as_mapping, read_csv, read_json,
@@ -126,6 +131,22 @@ class HearTask(Task):
                 items.append(Item(id=f"{split}/{filename}", path=str(folder / filename),
                                   labels=[str(v) for v in values], split=split))
         return items
+
+    def copies(self, item: Item) -> list[Path]:
+        """The files ``audio`` may read for ``item``: its copy at each rate the folder holds."""
+        path = Path(item.path)
+        found = [self.root / str(rate) / path.parent.name / path.name for rate in self.rates]
+        return [copy for copy in found if copy == path or copy.is_file()]
+
+    def content_key(self, item: Item, index: "ContentIndex") -> str:
+        """The digest of the clip's bytes, as for any file, when the folder holds one rate; with
+        several, a hash of every copy's digest, so a change to any copy that a model may read is a
+        new key. Two task folders holding the same files share their keys (and their embeddings)."""
+        copies = self.copies(item)
+        if len(copies) == 1:
+            return index.digest(copies[0])
+        joined = ",".join(f"{copy.parent.parent.name}:{index.digest(copy)}" for copy in copies)
+        return "rates-" + hashlib.sha256(joined.encode()).hexdigest()
 
     def audio(self, item: Item, sample_rate: int) -> np.ndarray:
         """Read the copy at the rate asked for when the folder has it (no resampling)."""
