@@ -155,6 +155,9 @@ class ContentIndex:
     def _create(self, where: str | Path) -> sqlite3.Connection:
         if where != ":memory:":
             Path(where).parent.mkdir(parents=True, exist_ok=True)
+            # made here with the permissions the umask gives, as open() would (SQLite's own 0644
+            # ignores a umask that grants more); SQLite takes an empty file as a new database
+            os.close(os.open(where, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
         db = self._connect(where)
         with db:
             db.execute(SCHEMA)
